@@ -1,0 +1,52 @@
+#include "testutil/testutil.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+namespace llms::testing {
+
+std::string SharedPath(const std::string& relative) {
+  return std::string(LLMS_SHARED_DIR) + "/" + relative;
+}
+
+std::string DefaultModelPath() { return SharedPath("models/stories260K.gguf"); }
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base ? base : "/tmp") + "/llms_test_XXXXXX";
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  const char* made = mkdtemp(buf.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed for " << pattern;
+    return;
+  }
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> out(n);
+  for (float& v : out) v = dist(rng);
+  return out;
+}
+
+double MaxRelativeError(const float* a, const float* b, size_t n) {
+  double scale = 1e-30, err = 0;
+  for (size_t i = 0; i < n; ++i) {
+    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+    err = std::max(err, std::fabs(static_cast<double>(a[i]) - b[i]));
+  }
+  return err / scale;
+}
+
+}  // namespace llms::testing

@@ -1,0 +1,58 @@
+// Shared test helpers (STYLE rule 19): status assertions, seeded random data, temporary
+// directories and paths to ../shared material.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+#define ASSERT_OK(expr)                                           \
+  do {                                                            \
+    const ::llms::Status& llms_s_ = ::llms::testing::ToStatus(expr); \
+    ASSERT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
+  } while (0)
+#define EXPECT_OK(expr)                                           \
+  do {                                                            \
+    const ::llms::Status& llms_s_ = ::llms::testing::ToStatus(expr); \
+    EXPECT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
+  } while (0)
+
+namespace llms::testing {
+
+inline const Status& ToStatus(const Status& s) { return s; }
+template <typename T>
+const Status& ToStatus(const StatusOr<T>& s) {
+  return s.status();
+}
+
+// `relative` inside ../shared (e.g. "models/stories260K.gguf").
+std::string SharedPath(const std::string& relative);
+// The default model, ../shared/models/stories260K.gguf.
+std::string DefaultModelPath();
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Seeded random data: the same seed gives the same values on every run and machine.
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+
+// Max |a-b| / max(max|b|, tiny): a relative error against the scale of the reference.
+double MaxRelativeError(const float* a, const float* b, size_t n);
+
+}  // namespace llms::testing
