@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "hwy/targets.h"
+
 namespace llms::testing {
 
 std::string SharedPath(const std::string& relative) {
@@ -38,6 +40,15 @@ std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo, float hi) {
   std::vector<float> out(n);
   for (float& v : out) v = dist(rng);
   return out;
+}
+
+void ForEachTarget(const std::function<void(const char* target)>& fn) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    fn(hwy::TargetName(target));
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 double MaxRelativeError(const float* a, const float* b, size_t n) {

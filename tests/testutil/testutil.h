@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,6 +52,11 @@ class TempDir {
 
 // Seeded random data: the same seed gives the same values on every run and machine.
 std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+
+// Runs fn(target_name) once for every SIMD target this binary has and this CPU runs, with
+// dynamic dispatch forced to that target, then restores the default. Kernels are checked on
+// every target so the portable paths stay tested on x86 too.
+void ForEachTarget(const std::function<void(const char* target)>& fn);
 
 // Max |a-b| / max(max|b|, tiny): a relative error against the scale of the reference.
 double MaxRelativeError(const float* a, const float* b, size_t n);

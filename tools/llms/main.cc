@@ -1,7 +1,27 @@
-// llms: the command line. Subcommands are added by later modules.
+// llms: the command line. One program with subcommands, as git and ollama have.
 #include <cstdio>
+#include <exception>
 
-int main() {
-  std::puts("llms: not yet");
-  return 0;
+#include "tools/llms/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"llms: an on-device LLM system service (engine tools)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "llms 0.1.0");
+  const llms::cli::Runner generate = llms::cli::AddGenerate(app);
+  const llms::cli::Runner perplexity = llms::cli::AddPerplexity(app);
+  const llms::cli::Runner synth = llms::cli::AddSynth(app);
+  const llms::cli::Runner bench = llms::cli::AddBench(app);
+  // CLI11 reports parse errors by exception; they stop here, at the edge.
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (app.got_subcommand("generate")) return generate();
+    if (app.got_subcommand("perplexity")) return perplexity();
+    if (app.got_subcommand("synth")) return synth();
+    if (app.got_subcommand("bench")) return bench();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llms: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 1;
 }

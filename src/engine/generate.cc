@@ -1,0 +1,119 @@
+#include "engine/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "model/tokenizer.h"
+
+namespace llms {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+std::string StopMatcher::Push(std::string_view text, bool* stopped) {
+  pending_ += text;
+  *stopped = false;
+  size_t first = std::string::npos;
+  for (const std::string& s : stop_) {
+    if (s.empty()) continue;
+    first = std::min(first, pending_.find(s));
+  }
+  if (first != std::string::npos) {
+    *stopped = true;
+    std::string out = pending_.substr(0, first);
+    pending_.clear();
+    return out;
+  }
+  // Keep the longest tail that is a proper prefix of some stop string.
+  size_t hold = 0;
+  for (const std::string& s : stop_) {
+    for (size_t len = std::min(s.size() - (s.empty() ? 0 : 1), pending_.size()); len > hold;
+         --len) {
+      if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  std::string out = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  return out;
+}
+
+std::string StopMatcher::Flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
+                                  std::vector<int32_t>* context_tokens,
+                                  std::span<const int32_t> prompt_tokens,
+                                  const GenerateOptions& options,
+                                  const std::function<bool(std::string_view)>& on_text) {
+  if (std::string why = options.sampling.Validate(); !why.empty()) {
+    return Status::InvalidArgument(why);
+  }
+  const Tokenizer& tok = engine->model().tokenizer();
+  GenerateResult result;
+  Sampler sampler(options.sampling);
+  StreamingDecoder decoder(&tok);
+  StopMatcher matcher(options.stop);
+  std::vector<float> logits;
+
+  const size_t before = context_tokens->size();
+  context_tokens->insert(context_tokens->end(), prompt_tokens.begin(), prompt_tokens.end());
+  if (context_tokens->size() == cache->num_tokens()) {
+    context_tokens->resize(before);
+    return Status::InvalidArgument("empty prompt on a context with nothing pending");
+  }
+  result.prompt_tokens = context_tokens->size() - cache->num_tokens();
+  auto start = std::chrono::steady_clock::now();
+  Status s = engine->Forward(cache, *context_tokens, ForwardOptions{}, &logits);
+  if (!s.ok()) {
+    context_tokens->resize(before);
+    return s;
+  }
+  result.prefill_seconds = SecondsSince(start);
+  start = std::chrono::steady_clock::now();
+
+  auto emit = [&](const std::string& text) {
+    result.text += text;
+    return text.empty() || !on_text || on_text(text);
+  };
+  result.stop_reason = "length";
+  while (result.tokens.size() < options.max_tokens) {
+    const int32_t next = sampler.Sample(logits, *context_tokens);
+    context_tokens->push_back(next);
+    result.tokens.push_back(next);
+    if (options.stop_at_eos && next == tok.eos()) {
+      result.stop_reason = "eos";
+      break;
+    }
+    bool stopped = false;
+    if (!emit(matcher.Push(decoder.Push(next), &stopped))) {
+      result.stop_reason = "cancelled";
+      break;
+    }
+    if (stopped) {
+      result.stop_reason = "stop";
+      break;
+    }
+    if (result.tokens.size() == options.max_tokens) break;
+    s = engine->Forward(cache, *context_tokens, ForwardOptions{}, &logits);
+    if (!s.ok()) return s;
+  }
+  if (result.stop_reason != "stop" && result.stop_reason != "cancelled") {
+    bool stopped = false;
+    emit(matcher.Push(decoder.Flush(), &stopped));
+    emit(matcher.Flush());
+  }
+  result.decode_seconds = SecondsSince(start);
+  return result;
+}
+
+}  // namespace llms

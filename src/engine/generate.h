@@ -1,0 +1,59 @@
+// Generate: the prefill-then-decode loop shared by the CLI and the service. It appends the
+// prompt and every generated token to the context's text; the KV of the last sampled token is
+// computed by the next call (the cache may trail the text by one token).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
+
+namespace llms {
+
+struct GenerateOptions {
+  SamplingOptions sampling;
+  size_t max_tokens = 128;
+  std::vector<std::string> stop;  // generation ends before the first of these in the text
+  bool stop_at_eos = true;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (including a final EOS, if any)
+  std::string text;             // generated text, cut before a stop string
+  std::string stop_reason;      // "eos", "stop", "length" or "cancelled"
+  size_t prompt_tokens = 0;     // tokens computed in the prefill (prompt plus any pending token)
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+// `on_text` receives the text as it becomes final (valid UTF-8, never part of a stop string)
+// and returns false to cancel. Errors: the engine's (the context is left as it was before the
+// failing step).
+StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
+                                  std::vector<int32_t>* context_tokens,
+                                  std::span<const int32_t> prompt_tokens,
+                                  const GenerateOptions& options,
+                                  const std::function<bool(std::string_view)>& on_text);
+
+// Holds back generated text that might be the start of a stop string.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stop) : stop_(std::move(stop)) {}
+  // Adds text; returns what can be emitted now. Sets *stopped when a stop string appeared
+  // (the returned text then ends right before it).
+  std::string Push(std::string_view text, bool* stopped);
+  std::string Flush();
+
+ private:
+  std::vector<std::string> stop_;
+  std::string pending_;
+};
+
+}  // namespace llms

@@ -1,0 +1,103 @@
+// Per-target implementations of ops.h (Highway toggle-guarded include).
+#if defined(LLMS_KERNELS_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef LLMS_KERNELS_OPS_INL_H_
+#undef LLMS_KERNELS_OPS_INL_H_
+#else
+#define LLMS_KERNELS_OPS_INL_H_
+#endif
+
+#include <cmath>
+#include <cstddef>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace llms {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+HWY_INLINE float SumOfSquares(const float* HWY_RESTRICT x, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(d, x + i), b = hn::LoadU(d, x + i + N);
+    acc0 = hn::MulAdd(a, a, acc0);
+    acc1 = hn::MulAdd(b, b, acc1);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+  for (; i < n; ++i) sum += x[i] * x[i];
+  return sum;
+}
+
+HWY_INLINE void DotImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y, size_t n,
+                          float* HWY_RESTRICT result) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::MulAdd(hn::LoadU(d, x + i), hn::LoadU(d, y + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(d, x + i + N), hn::LoadU(d, y + i + N), acc1);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+  for (; i < n; ++i) sum += x[i] * y[i];
+  *result = sum;
+}
+
+HWY_INLINE void RMSNormImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT weight,
+                              size_t n, float eps, float* out) {
+  const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto vinv = hn::Set(d, inv);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(d, x + i), vinv), hn::LoadU(d, weight + i)), d, out + i);
+  }
+  for (; i < n; ++i) out[i] = x[i] * inv * weight[i];
+}
+
+HWY_INLINE void SoftmaxImpl(float* HWY_RESTRICT x, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  float maxv = x[0];
+  for (size_t i = 1; i < n; ++i) maxv = x[i] > maxv ? x[i] : maxv;
+  const auto vmax = hn::Set(d, maxv);
+  auto acc = hn::Zero(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vmax));
+    hn::StoreU(e, d, x + i);
+    acc = hn::Add(acc, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, acc));
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - maxv);
+    sum += x[i];
+  }
+  const auto vinv = hn::Set(d, 1.0f / sum);
+  for (i = 0; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), vinv), d, x + i);
+  for (; i < n; ++i) x[i] /= sum;
+}
+
+HWY_INLINE void SwiGLUImpl(float* HWY_RESTRICT gate, const float* HWY_RESTRICT up, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto one = hn::Set(d, 1.0f);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto g = hn::LoadU(d, gate + i);
+    const auto silu = hn::Div(g, hn::Add(one, hn::Exp(d, hn::Neg(g))));
+    hn::StoreU(hn::Mul(silu, hn::LoadU(d, up + i)), d, gate + i);
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace llms
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard
