@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <string>
 
@@ -11,6 +12,10 @@
 
 namespace llms {
 namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
 
 template <typename T>
 void Grow(std::vector<T>* v, size_t n) {
@@ -127,6 +132,7 @@ Status Engine::CheckLayerPresent(const KvCache& cache, size_t layer, size_t tota
 
 Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
                        const ForwardOptions& options, std::vector<float>* logits) {
+  const auto start = std::chrono::steady_clock::now();
   std::vector<Row> rows;
   LLMS_RETURN_IF_ERROR(PlanRows(*cache, tokens, options, &rows));
   if (rows.empty()) return Status::InvalidArgument("nothing to compute: no new tokens");
@@ -162,6 +168,8 @@ Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
   }
   if (stats) AddStats(cache, rows);
   Logits(rows, options.logits, logits);
+  counters_.forward_seconds += Seconds(start);
+  ++counters_.passes;
   return Status::Ok();
 }
 
@@ -184,7 +192,9 @@ void Engine::Layer(KvCache* cache, size_t l, const std::vector<Row>& rows, bool 
     Rope(&k_[i * c.kv_width()], c.n_kv_heads, c.head_dim, pos, rope_freq_.data());
   }
   StoreKv(cache, l, rows);
+  const auto attention_start = std::chrono::steady_clock::now();
   Attention(cache, l, rows, stats);
+  counters_.attention_seconds += Seconds(attention_start);
   MatMul(w.wo, att_.data(), n, xb_.data(), pool);
   for (size_t i = 0; i < n * c.dim; ++i) x_[i] += xb_[i];
 
@@ -222,8 +232,11 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
   const size_t max_pos = rows.back().pos;  // rows are in increasing position order
   const size_t items = rows.size() * kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  pool_->Run([&](int t) {
-    const size_t ti = static_cast<size_t>(t), nt = static_cast<size_t>(pool_->num_threads());
+  // Below ~64K multiply-adds a job is cheaper than waking a worker (tiny models, short contexts).
+  const bool inline_run = items * (max_pos + 1) * c.head_dim * n_rep < (size_t{1} << 16);
+  const size_t nt = inline_run ? 1 : static_cast<size_t>(pool_->num_threads());
+  auto job = [&](int t) {
+    const size_t ti = static_cast<size_t>(t);
     std::vector<float>& scratch = scratch_[ti];
     Grow(&scratch, AttentionScratchFloats(layout_, n_rep, max_pos));
     for (size_t item = items * ti / nt; item < items * (ti + 1) / nt; ++item) {
@@ -233,7 +246,12 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
       float* probs = stats && rows[i].is_new ? probs_[ti].data() : nullptr;
       AttendGroup(args, refs, &q_[q_off], &att_[q_off], scratch.data(), probs);
     }
-  });
+  };
+  if (inline_run) {
+    job(0);
+  } else {
+    pool_->Run(job);
+  }
 }
 
 void Engine::AddStats(KvCache* cache, const std::vector<Row>& rows) {

@@ -41,6 +41,13 @@ struct ForwardOptions {
   bool collect_attention_stats = true;
 };
 
+// Where a pass spends its time (cumulative since the last ResetCounters).
+struct EngineCounters {
+  double forward_seconds = 0;
+  double attention_seconds = 0;  // attention over the KV chunks, all layers
+  size_t passes = 0;
+};
+
 // Thread safety: one pass at a time (it owns the work buffers and the thread pool).
 class Engine {
  public:
@@ -54,6 +61,8 @@ class Engine {
   int threads() const { return pool_->num_threads(); }
   ThreadPool* pool() { return pool_.get(); }
   std::unique_ptr<KvCache> NewCache() const;
+  const EngineCounters& counters() const { return counters_; }
+  void ResetCounters() { counters_ = EngineCounters{}; }
 
   // Runs the pass. `tokens` is the context's whole token text including the new tokens, which
   // are tokens[cache->num_tokens()...]. Afterwards the cache holds every position, new chunks
@@ -90,6 +99,7 @@ class Engine {
   KvLayout layout_;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<float> rope_freq_;
+  EngineCounters counters_;
   // Work buffers, [rows x width], grown on demand and reused so a decode step allocates nothing.
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
   std::vector<std::vector<float>> scratch_;  // per thread

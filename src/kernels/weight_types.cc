@@ -37,6 +37,14 @@ std::optional<WeightTypeInfo> GetWeightTypeInfo(uint32_t raw_type) {
   }
 }
 
+std::optional<WeightType> ParseWeightType(std::string_view name) {
+  for (WeightType t : {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0,
+                       WeightType::kQ4_0, WeightType::kQ4_K, WeightType::kQ6_K}) {
+    if (name == GetWeightTypeInfo(t)->name) return t;
+  }
+  return std::nullopt;
+}
+
 size_t RowBytes(WeightType type, size_t n) {
   auto info = GetWeightTypeInfo(type);
   if (!info || n % static_cast<size_t>(info->block_size) != 0) return 0;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 namespace llms {
 
@@ -81,6 +82,9 @@ struct WeightTypeInfo {
 std::optional<WeightTypeInfo> GetWeightTypeInfo(WeightType type);
 // Same, from a raw ggml type id read from a file.
 std::optional<WeightTypeInfo> GetWeightTypeInfo(uint32_t raw_type);
+
+// The type named `name` as GetWeightTypeInfo names it ("Q4_K"), or nullopt.
+std::optional<WeightType> ParseWeightType(std::string_view name);
 
 // Bytes of a row of `n` values, or 0 if n is not a multiple of the block size.
 size_t RowBytes(WeightType type, size_t n);

@@ -39,9 +39,9 @@ enum class GgufType : uint32_t {
 // are views into the mapped file (valid while the GgufFile lives).
 struct GgufValue {
   GgufType type = GgufType::kUint8;
-  int64_t i = 0;            // every integer type and bool (uint64 above INT64_MAX is rejected)
-  double f = 0;             // float32 / float64
-  std::string_view s;       // string
+  int64_t i = 0;       // every integer type and bool (uint64 above INT64_MAX is rejected)
+  double f = 0;        // float32 / float64
+  std::string_view s;  // string
   GgufType elem_type = GgufType::kUint8;  // arrays: element type (never kArray)
   uint64_t count = 0;                     // arrays: number of elements
   std::span<const uint8_t> raw;           // arrays of fixed-size elements: their bytes
@@ -52,8 +52,8 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<uint64_t> dims;  // ggml order: dims[0] is the innermost (row length)
   WeightType type = WeightType::kF32;
-  uint64_t offset = 0;         // from the start of the file, aligned
-  uint64_t size_bytes = 0;     // rows * RowBytes(type, dims[0])
+  uint64_t offset = 0;            // from the start of the file, aligned
+  uint64_t size_bytes = 0;        // rows * RowBytes(type, dims[0])
   const uint8_t* data = nullptr;  // into the mapping; valid while the GgufFile lives
 
   uint64_t num_elements() const;
@@ -62,7 +62,15 @@ struct GgufTensorInfo {
 
 // Thread safety: immutable after Open; safe to read from any thread.
 class GgufFile {
+ private:
+  // Lets std::make_unique reach the constructor while only GgufFile and GgufParser can call it.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
+  explicit GgufFile(Passkey) {}
+
   // Maps and validates `path`. Errors: NotFound / IOError from the file system, Corruption for
   // malformed bytes, InvalidArgument for a well-formed file using an unsupported tensor type.
   static StatusOr<std::unique_ptr<GgufFile>> Open(Env* env, const std::string& path);
@@ -84,13 +92,12 @@ class GgufFile {
   StatusOr<std::vector<std::string_view>> GetStringArray(std::string_view key) const;
   StatusOr<std::vector<float>> GetFloatArray(std::string_view key) const;  // float32 elements
   StatusOr<std::vector<int64_t>> GetIntArray(std::string_view key) const;  // integer elements
-  const std::vector<std::string>& keys() const { return keys_; }  // in file order
+  const std::vector<std::string>& keys() const { return keys_; }           // in file order
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensorOrNull(std::string_view name) const;
 
  private:
-  GgufFile() = default;
   friend class GgufParser;
 
   std::unique_ptr<ReadOnlyRegion> region_;

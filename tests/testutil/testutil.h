@@ -14,12 +14,12 @@
 
 #define ASSERT_OK(expr)                                           \
   do {                                                            \
-    const ::llms::Status& llms_s_ = ::llms::testing::ToStatus(expr); \
+    const ::llms::Status llms_s_ = ::llms::testing::ToStatus(expr); \
     ASSERT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
   } while (0)
 #define EXPECT_OK(expr)                                           \
   do {                                                            \
-    const ::llms::Status& llms_s_ = ::llms::testing::ToStatus(expr); \
+    const ::llms::Status llms_s_ = ::llms::testing::ToStatus(expr); \
     EXPECT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
   } while (0)
 

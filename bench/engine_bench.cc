@@ -1,0 +1,191 @@
+#include "bench/engine_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "base/thread_pool.h"
+#include "engine/engine.h"
+#include "model/llama_model.h"
+#include "model/synthetic_model.h"
+
+namespace llms {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string DefaultSynthDir() {
+  if (const char* dir = std::getenv("LLMS_SYNTH_DIR"); dir != nullptr && *dir) return dir;
+  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache) {
+    return std::string(cache) + "/llms/synth";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home) {
+    return std::string(home) + "/.cache/llms/synth";
+  }
+  return "/tmp/llms-synth";
+}
+
+// The synthetic model file for (shape, type), written on first use.
+StatusOr<std::string> SyntheticModelPath(const EngineBenchOptions& o, const std::string& type) {
+  const auto shape = FindSyntheticShape(o.shape);
+  if (!shape) return Status::InvalidArgument("unknown synthetic shape '" + o.shape + "'");
+  const auto wtype = ParseWeightType(type);
+  if (!wtype) return Status::InvalidArgument("unknown weight type '" + type + "'");
+  const std::string dir = o.synth_dir.empty() ? DefaultSynthDir() : o.synth_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create " + dir + ": " + ec.message());
+  const std::string path = dir + "/" + o.shape + "-" + type + ".gguf";
+  if (Env::Default()->FileExists(path)) return path;
+  std::fprintf(stderr, "writing synthetic model %s (once)\n", path.c_str());
+  SyntheticOptions so;
+  so.type = *wtype;
+  so.progress = [](size_t done, size_t total) {
+    std::fprintf(stderr, "\r  tensor %zu/%zu", done, total);
+    if (done == total) std::fputc('\n', stderr);
+  };
+  LLMS_RETURN_IF_ERROR(WriteSyntheticModel(Env::Default(), path, *shape, so));
+  return path;
+}
+
+std::vector<int32_t> PromptTokens(size_t n, size_t vocab) {
+  std::vector<int32_t> t(n);
+  t[0] = 1;
+  for (size_t i = 1; i < n; ++i) t[i] = static_cast<int32_t>(3 + (i * 7919) % (vocab - 3));
+  return t;
+}
+
+struct Measured {
+  double prefill_tok_s, decode_tok_s, attention_share;
+};
+
+StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size_t context,
+                               KvLevel kv) {
+  const size_t vocab = engine->config().vocab_size;
+  std::vector<float> logits;
+  // Prefill: one pass over a fresh prompt.
+  auto tokens = PromptTokens(o.prefill_tokens, vocab);
+  auto cache = engine->NewCache();
+  auto start = Clock::now();
+  LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
+  const double prefill = Seconds(start);
+  // Decode: after a `context`-token prompt, one token per pass.
+  tokens = PromptTokens(context, vocab);
+  cache = engine->NewCache();
+  LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
+  for (size_t c = 0; c + 1 < cache->num_chunks(); ++c) cache->chunk(c)->ConvertTo(kv);
+  engine->ResetCounters();
+  start = Clock::now();
+  for (size_t i = 0; i < o.decode_tokens; ++i) {
+    tokens.push_back(static_cast<int32_t>(3 + (i * 31) % (vocab - 3)));
+    LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
+  }
+  const double decode = Seconds(start);
+  return Measured{static_cast<double>(o.prefill_tokens) / prefill,
+                  static_cast<double>(o.decode_tokens) / decode,
+                  engine->counters().attention_seconds / decode};
+}
+
+}  // namespace
+
+double MeasureReadBandwidth(int threads, size_t bytes) {
+  const size_t words = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> buffer(words);
+  for (size_t i = 0; i < words; ++i) buffer[i] = i;  // touch every page
+  ThreadPool pool(threads);
+  std::vector<uint64_t> sinks(static_cast<size_t>(threads) * 8);  // one cache line each
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto start = Clock::now();
+    pool.Run([&](int t) {
+      const size_t begin = words * static_cast<size_t>(t) / static_cast<size_t>(threads);
+      const size_t end = words * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
+      uint64_t a = 0, b = 0, c = 0, d = 0;
+      for (size_t i = begin; i + 4 <= end; i += 4) {
+        a += buffer[i];
+        b += buffer[i + 1];
+        c += buffer[i + 2];
+        d += buffer[i + 3];
+      }
+      sinks[static_cast<size_t>(t) * 8] = a + b + c + d;
+    });
+    best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / Seconds(start) / 1e9);
+  }
+  return best;
+}
+
+StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o) {
+  const auto kv = ParseKvLevel(o.kv);
+  if (!kv) return Status::InvalidArgument("kv must be f16, int8, int4 or int2");
+  const size_t bw_bytes = o.quick ? (size_t{256} << 20) : (size_t{1} << 30);
+  std::vector<double> bandwidth;
+  for (int t : o.threads) {
+    bandwidth.push_back(MeasureReadBandwidth(t, bw_bytes));
+    std::printf("memory read bandwidth, %d thread%s: %.1f GB/s\n", t, t == 1 ? "" : "s",
+                bandwidth.back());
+  }
+  std::vector<std::pair<std::string, std::string>> models;  // (path, type label)
+  if (!o.models.empty()) {
+    for (const std::string& m : o.models) models.emplace_back(m, "");
+  } else {
+    for (const std::string& type : o.types) {
+      LLMS_ASSIGN_OR_RETURN(std::string path, SyntheticModelPath(o, type));
+      models.emplace_back(path, type);
+    }
+  }
+  std::printf("%-28s %-5s %3s %5s %12s %11s %10s %8s %7s\n", "model", "type", "thr", "ctx",
+              "prefill t/s", "decode t/s", "GB/s", "of max", "attn");
+  std::vector<EngineBenchRow> rows;
+  for (const auto& [path, type] : models) {
+    LLMS_ASSIGN_OR_RETURN(auto model, LlamaModel::Load(Env::Default(), path));
+    for (size_t ti = 0; ti < o.threads.size(); ++ti) {
+      EngineOptions eo;
+      eo.threads = o.threads[ti];
+      LLMS_ASSIGN_OR_RETURN(auto engine, Engine::Create(model.get(), eo));
+      for (size_t context : o.contexts) {
+        std::vector<double> prefill, decode, share;
+        for (int r = 0; r < (o.quick ? 1 : o.repetitions); ++r) {
+          LLMS_ASSIGN_OR_RETURN(Measured m, MeasureOnce(engine.get(), o, context, *kv));
+          prefill.push_back(m.prefill_tok_s);
+          decode.push_back(m.decode_tok_s);
+          share.push_back(m.attention_share);
+        }
+        EngineBenchRow row;
+        row.model = std::filesystem::path(path).filename().string();
+        row.type = type.empty() ? GetWeightTypeInfo(model->weights().layers[0].wq.type)->name : type;
+        row.threads = o.threads[ti];
+        row.context = context;
+        row.prefill_tok_s = Median(prefill);
+        row.decode_tok_s = Median(decode);
+        const KvLayout& L = engine->kv_layout();
+        const double kv_bytes = static_cast<double>(context) / L.chunk_tokens *
+                                L.LayerBytes(*kv) * model->config().n_layers;
+        row.decode_gb_s = (static_cast<double>(model->WeightBytes()) + kv_bytes) *
+                          row.decode_tok_s / 1e9;
+        row.bandwidth_fraction = row.decode_gb_s / bandwidth[ti];
+        row.attention_share = Median(share);
+        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%%\n",
+                    row.model.c_str(), row.type.c_str(), row.threads, row.context,
+                    row.prefill_tok_s, row.decode_tok_s, row.decode_gb_s,
+                    100 * row.bandwidth_fraction, 100 * row.attention_share);
+        std::fflush(stdout);
+        rows.push_back(row);
+      }
+    }
+  }
+  return rows;
+}
+
+}  // namespace llms

@@ -1,0 +1,43 @@
+// Weight-matrix kernels: matrix-vector and matrix-matrix products with weights kept in their
+// storage type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K), decoded to f32 in registers and
+// multiplied with f32 activations. Dispatches once per call to the best SIMD target.
+//
+// Goals: bit-exact decoding of ggml's block layouts; results that do not depend on the thread
+// count or on how many tokens are batched (each output is one fixed sequence of f32 operations).
+// Non-goals (for now): int8 activations (VNNI dot products), output tiling across columns.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "base/thread_pool.h"
+#include "kernels/weight_types.h"
+
+namespace llms {
+
+// A weight matrix in its storage type: `rows` rows of `cols` values, row-major, each row
+// RowBytes(type, cols) bytes. Non-owning: `data` must outlive the view.
+struct WeightMatrix {
+  WeightType type;
+  size_t rows;
+  size_t cols;
+  const uint8_t* data;
+};
+
+// y[r] = dot(W row r, x) for r in [0, rows). x: cols floats; y: rows floats. Splits rows across
+// pool threads (pool may be null = single thread).
+// REQUIRES: cols is a multiple of the type's block size; y does not overlap x or w.data.
+void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
+
+// Y[t*rows + r] = dot(W row r, X[t*cols ...]) for t in [0,n). Cache-blocked: each decoded weight
+// block is reused for several tokens. n may be 1 (then it is MatVec). Y[t] equals what MatVec
+// computes for X[t], bit for bit.
+// REQUIRES: as MatVec; x holds n*cols floats, y n*rows floats.
+void MatMul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool* pool);
+
+// Dequantize row `row` of w into out (cols floats) — used for embedding lookup. Bit-identical to
+// DequantizeRowRef (weight_ref.h), hence to ggml's dequantize_row_*.
+// REQUIRES: row < w.rows.
+void DequantizeRow(const WeightMatrix& w, size_t row, float* out);
+
+}  // namespace llms
