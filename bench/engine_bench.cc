@@ -109,7 +109,8 @@ double MeasureReadBandwidth(int threads, size_t bytes) {
   double best = 0;
   for (int pass = 0; pass < 5; ++pass) {
     const auto start = Clock::now();
-    pool.Run([&](int t) {
+    pool.Run(static_cast<size_t>(threads), [&](size_t task, int) {
+      const int t = static_cast<int>(task);
       const size_t begin = words * static_cast<size_t>(t) / static_cast<size_t>(threads);
       const size_t end = words * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
       uint64_t a = 0, b = 0, c = 0, d = 0;

@@ -39,61 +39,65 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::Work(Job* job, int thread) {
   for (;;) {
-    uint64_t now = epoch_.load(std::memory_order_acquire);
-    for (int spin = 0; now == seen && spin < kSpinIterations; ++spin) {
-      CpuRelax();
-      now = epoch_.load(std::memory_order_acquire);
-    }
-    if (now == seen) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return epoch_.load(std::memory_order_acquire) != seen; });
-      now = epoch_.load(std::memory_order_acquire);
-    }
-    seen = now;
-    if (stop_.load()) return;
-    (*job_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    const size_t task = job->next.fetch_add(1);
+    if (task >= job->num_tasks) return;
+    (*job->fn)(task, thread);
+    job->done.fetch_add(1);
   }
 }
 
-void ThreadPool::Run(const std::function<void(int)>& fn) {
-  if (num_threads_ == 1) {
-    fn(0);
+void ThreadPool::WorkerLoop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t now = epoch_.load();
+    for (int spin = 0; now == seen && spin < kSpinIterations; ++spin) {
+      CpuRelax();
+      now = epoch_.load();
+    }
+    if (now == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return epoch_.load() != seen; });
+      now = epoch_.load();
+    }
+    seen = now;
+    if (stop_.load()) return;
+    // Announce ourselves before looking at the job, so the caller cannot retire it under us.
+    workers_in_job_.fetch_add(1);
+    if (Job* job = job_.load()) Work(job, index);
+    workers_in_job_.fetch_sub(1);
+  }
+}
+
+void ThreadPool::Run(size_t num_tasks, const std::function<void(size_t, int)>& fn) {
+  if (num_tasks == 0) return;
+  if (num_threads_ == 1 || num_tasks == 1) {
+    for (size_t t = 0; t < num_tasks; ++t) fn(t, 0);
     return;
   }
-  job_ = &fn;
-  pending_.store(num_threads_ - 1, std::memory_order_release);
+  Job job;
+  job.fn = &fn;
+  job.num_tasks = num_tasks;
+  job_.store(&job);
   {
     // Taking the lock orders the epoch bump against a worker that is about to sleep.
     std::lock_guard<std::mutex> lock(mutex_);
-    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    epoch_.fetch_add(1);
   }
   wake_.notify_all();
-  fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
-  job_ = nullptr;
+  Work(&job, 0);
+  while (job.done.load() != num_tasks) CpuRelax();  // only tasks a worker is running
+  job_.store(nullptr);
+  while (workers_in_job_.load() != 0) CpuRelax();
 }
 
 void ThreadPool::ParallelFor(size_t n, size_t grain,
                              const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
   grain = std::max<size_t>(grain, 1);
-  const size_t units = (n + grain - 1) / grain;
-  const size_t threads = std::min<size_t>(num_threads_, units);
-  if (threads <= 1) {
-    fn(0, n);
-    return;
-  }
-  Run([&](int t) {
-    const size_t ti = static_cast<size_t>(t);
-    if (ti >= threads) return;
-    const size_t begin = std::min(n, (units * ti / threads) * grain);
-    const size_t end = std::min(n, (units * (ti + 1) / threads) * grain);
-    if (begin < end) fn(begin, end);
-  });
+  const size_t tasks = (n + grain - 1) / grain;
+  Run(tasks, [&](size_t task, int) { fn(task * grain, std::min(n, (task + 1) * grain)); });
 }
 
 }  // namespace llms

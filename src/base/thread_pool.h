@@ -1,7 +1,8 @@
-// ThreadPool: a fork-join pool for the engine's data-parallel kernels. The calling thread takes
-// part in every job, so a pool of N threads starts N-1 workers. Workers spin briefly before they
-// sleep, because a decode step dispatches a few hundred short jobs per token and a condition
-// variable wake-up per job would cost more than the job.
+// ThreadPool: a fork-join pool for the engine's data-parallel kernels. A job is a number of
+// tasks that the calling thread and the workers claim one by one from a shared counter, so a
+// worker the OS has not scheduled yet never holds up the job: the caller takes its share. A
+// pool of N threads starts N-1 workers. Workers spin briefly before they sleep, because a
+// decode step dispatches a few hundred short jobs per token.
 #pragma once
 
 #include <atomic>
@@ -14,7 +15,7 @@
 
 namespace llms {
 
-// Thread safety: Run() may be called from one thread at a time (the engine's thread).
+// Thread safety: Run and ParallelFor may be called from one thread at a time.
 class ThreadPool {
  public:
   // num_threads <= 0 means one per hardware core.
@@ -25,24 +26,32 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Calls fn(thread_index) once on each of the num_threads() threads and returns when all
-  // have finished. thread_index is in [0, num_threads()).
-  void Run(const std::function<void(int)>& fn);
+  // Calls fn(task, thread) for every task in [0, num_tasks) and returns when all are done.
+  // `thread` in [0, num_threads()) names the executing thread (for per-thread scratch); no two
+  // tasks run on the same `thread` at once.
+  void Run(size_t num_tasks, const std::function<void(size_t task, int thread)>& fn);
 
-  // Splits [0, n) into num_threads() contiguous ranges of nearly equal size (multiples of
-  // `grain`, except the last) and calls fn(begin, end) for each non-empty one.
+  // Splits [0, n) into ranges of `grain` elements (the last may be shorter) and calls
+  // fn(begin, end) for each, spread over the threads.
   void ParallelFor(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
   static int HardwareThreads();
 
  private:
+  struct Job {
+    const std::function<void(size_t, int)>* fn;
+    size_t num_tasks;
+    std::atomic<size_t> next{0};
+    std::atomic<size_t> done{0};
+  };
   void WorkerLoop(int index);
+  static void Work(Job* job, int thread);
 
   const int num_threads_;
   std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;  // valid while a Run() is in flight
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<int> workers_in_job_{0};
   std::atomic<uint64_t> epoch_{0};
-  std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::condition_variable wake_;

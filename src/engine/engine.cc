@@ -234,23 +234,20 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   // Below ~64K multiply-adds a job is cheaper than waking a worker (tiny models, short contexts).
   const bool inline_run = items * (max_pos + 1) * c.head_dim * n_rep < (size_t{1} << 16);
-  const size_t nt = inline_run ? 1 : static_cast<size_t>(pool_->num_threads());
-  auto job = [&](int t) {
-    const size_t ti = static_cast<size_t>(t);
+  auto task = [&](size_t item, int thread) {
+    const size_t ti = static_cast<size_t>(thread);
     std::vector<float>& scratch = scratch_[ti];
     Grow(&scratch, AttentionScratchFloats(layout_, n_rep, max_pos));
-    for (size_t item = items * ti / nt; item < items * (ti + 1) / nt; ++item) {
-      const size_t i = item / kv_heads, g = item % kv_heads;
-      const AttentionArgs args{&layout_, g, n_rep, rows[i].pos, scale};
-      const size_t q_off = i * c.q_width() + g * n_rep * c.head_dim;
-      float* probs = stats && rows[i].is_new ? probs_[ti].data() : nullptr;
-      AttendGroup(args, refs, &q_[q_off], &att_[q_off], scratch.data(), probs);
-    }
+    const size_t i = item / kv_heads, g = item % kv_heads;
+    const AttentionArgs args{&layout_, g, n_rep, rows[i].pos, scale};
+    const size_t q_off = i * c.q_width() + g * n_rep * c.head_dim;
+    float* probs = stats && rows[i].is_new ? probs_[ti].data() : nullptr;
+    AttendGroup(args, refs, &q_[q_off], &att_[q_off], scratch.data(), probs);
   };
   if (inline_run) {
-    job(0);
+    for (size_t item = 0; item < items; ++item) task(item, 0);
   } else {
-    pool_->Run(job);
+    pool_->Run(items, task);
   }
 }
 
