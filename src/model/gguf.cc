@@ -311,14 +311,14 @@ Status GgufParser::ParseFixed(std::string_view field, GgufValue* value) {
 // kNoLimit for a scalar. REQUIRES: FixedSize(t) bytes readable at `at`.
 Status GgufParser::CheckFixed(GgufType t, uint64_t at, std::string_view field,
                               uint64_t element) const {
-  const std::string what = element == kNoLimit ? "" : "element #" + N(element) + ": ";
+  auto what = [element] { return element == kNoLimit ? "" : "element #" + N(element) + ": "; };
   if (t == GgufType::kBool && bytes_[at] > 1) {
-    return Corrupt(at, field, what + "bool value " + N(bytes_[at]) + " is not 0 or 1");
+    return Corrupt(at, field, what() + "bool value " + N(bytes_[at]) + " is not 0 or 1");
   }
   if (t == GgufType::kUint64) {
     const uint64_t v = Load<uint64_t>(bytes_.data() + at);
     if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return Unsupported(at, field, what + "uint64 value " + N(v) + " exceeds INT64_MAX");
+      return Unsupported(at, field, what() + "uint64 value " + N(v) + " exceeds INT64_MAX");
     }
   }
   return Status::Ok();

@@ -145,6 +145,29 @@ Status CheckTokens(const VocabData& v) {
   return Status::Ok();
 }
 
+// What a piece prints as, like llama.cpp's token_to_piece without special tokens.
+std::string PieceBytes(std::string_view piece, int32_t type) {
+  std::string out;
+  switch (type) {
+    case kTokenNormal:
+      for (size_t p = 0; p < piece.size();) {
+        const bool mark = piece.substr(p, kSpaceMark.size()) == kSpaceMark;
+        out += mark ? ' ' : piece[p];
+        p += mark ? kSpaceMark.size() : 1;
+      }
+      break;
+    case kTokenUserDefined:
+      out = piece;
+      break;
+    case kTokenByte:
+      out = std::string(1, static_cast<char>(ParseBytePiece(piece)));
+      break;
+    default:  // control, unknown, unused and undefined tokens print nothing
+      break;
+  }
+  return out;
+}
+
 // ---- Encoding ----
 
 // A run of the text to encode, or a user-defined token matched in it (token >= 0).
@@ -269,36 +292,31 @@ class SpmMerger {
 
 // ---- GGUF ----
 
-Status KeyError(const GgufFile& f, std::string_view key, const Status& s) {
-  return s.WithContext(f.name() + ": " + std::string(key));
-}
-
+// The getters' errors already name the file and the key, so they are passed on as they are.
 // An optional integer key that must fit `lo..hi`; `fallback` when absent.
 StatusOr<int64_t> GetIntOr(const GgufFile& f, std::string_view key, int64_t fallback, int64_t lo,
                            int64_t hi) {
   if (!f.Has(key)) return fallback;
-  auto v = f.GetInt(key);
-  if (!v.ok()) return KeyError(f, key, v.status());
-  if (*v < lo || *v > hi) {
-    return Status::InvalidArgument(f.name() + ": " + std::string(key) + " = " + std::to_string(*v) +
+  LLMS_ASSIGN_OR_RETURN(const int64_t v, f.GetInt(key));
+  if (v < lo || v > hi) {
+    return Status::InvalidArgument(f.name() + ": " + std::string(key) + " = " + std::to_string(v) +
                                    " is out of range");
   }
-  return *v;
+  return v;
 }
 
 Status ReadTokens(const GgufFile& f, VocabData* v) {
   constexpr std::string_view kModel = "tokenizer.ggml.model", kTokens = "tokenizer.ggml.tokens";
-  if (!f.Has(kModel))
+  if (!f.Has(kModel)) {
     return Status::InvalidArgument(f.name() + ": " + std::string(kModel) + " is missing");
-  auto model = f.GetString(kModel);
-  if (!model.ok()) return KeyError(f, kModel, model.status());
-  if (*model != "llama") {
-    return Status::InvalidArgument(f.name() + ": tokenizer model '" + std::string(*model) +
+  }
+  LLMS_ASSIGN_OR_RETURN(const std::string_view model, f.GetString(kModel));
+  if (model != "llama") {
+    return Status::InvalidArgument(f.name() + ": tokenizer model '" + std::string(model) +
                                    "' is not supported (only 'llama')");
   }
-  auto tokens = f.GetStringArray(kTokens);
-  if (!tokens.ok()) return KeyError(f, kTokens, tokens.status());
-  v->tokens.assign(tokens->begin(), tokens->end());
+  LLMS_ASSIGN_OR_RETURN(const std::vector<std::string_view> tokens, f.GetStringArray(kTokens));
+  v->tokens.assign(tokens.begin(), tokens.end());
   return Status::Ok();
 }
 
@@ -307,18 +325,15 @@ Status ReadScoresAndTypes(const GgufFile& f, VocabData* v) {
                              kTypes = "tokenizer.ggml.token_type";
   v->scores.assign(v->tokens.size(), 0.0f);
   if (f.Has(kScores)) {
-    auto scores = f.GetFloatArray(kScores);
-    if (!scores.ok()) return KeyError(f, kScores, scores.status());
-    v->scores = std::move(*scores);
+    LLMS_ASSIGN_OR_RETURN(v->scores, f.GetFloatArray(kScores));
   }
   v->types.assign(v->tokens.size(), kTokenNormal);
   if (f.Has(kTypes)) {
-    auto types = f.GetIntArray(kTypes);
-    if (!types.ok()) return KeyError(f, kTypes, types.status());
-    v->types.resize(types->size());
-    for (size_t i = 0; i < types->size(); ++i) {
+    LLMS_ASSIGN_OR_RETURN(const std::vector<int64_t> types, f.GetIntArray(kTypes));
+    v->types.resize(types.size());
+    for (size_t i = 0; i < types.size(); ++i) {
       // Values outside int32 are out of 0..6 anyway; Create reports them.
-      v->types[i] = static_cast<int32_t>(std::clamp<int64_t>((*types)[i], -1, INT32_MAX));
+      v->types[i] = static_cast<int32_t>(std::clamp<int64_t>(types[i], -1, INT32_MAX));
     }
   }
   return Status::Ok();
@@ -372,23 +387,7 @@ void Tokenizer::BuildIndex() {
   for (size_t i = 0; i < n; ++i) {
     const std::string& piece = vocab_.tokens[i];
     index_.insert_or_assign(piece, static_cast<int32_t>(i));  // the last duplicate wins
-    switch (vocab_.types[i]) {
-      case kTokenNormal:
-        for (size_t p = 0; p < piece.size();) {
-          const bool mark = piece.compare(p, kSpaceMark.size(), kSpaceMark) == 0;
-          bytes_[i] += mark ? ' ' : piece[p];
-          p += mark ? kSpaceMark.size() : 1;
-        }
-        break;
-      case kTokenUserDefined:
-        bytes_[i] = piece;
-        break;
-      case kTokenByte:
-        bytes_[i] = std::string(1, static_cast<char>(ParseBytePiece(piece)));
-        break;
-      default:  // control, unknown, unused and undefined tokens print nothing
-        break;
-    }
+    bytes_[i] = PieceBytes(piece, vocab_.types[i]);
     if (vocab_.types[i] == kTokenUserDefined && !piece.empty()) {
       user_defined_.push_back(static_cast<int32_t>(i));
     }
@@ -412,7 +411,7 @@ int32_t Tokenizer::FindToken(std::string_view piece) const {
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
   std::vector<int32_t> out;
-  out.reserve(text.size() / 3 + 2);  // a guess; English runs about 4 bytes a token
+  out.reserve(text.size() / 2 + 2);  // a guess: small vocabs average about 2 bytes a token
   if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
   if (text.empty()) return out;
   bool after_special = true;  // the text start counts as following a special token
