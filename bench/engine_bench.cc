@@ -85,7 +85,9 @@ StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size
   tokens = PromptTokens(context, vocab);
   cache = engine->NewCache();
   LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
-  for (size_t c = 0; c + 1 < cache->num_chunks(); ++c) cache->chunk(c)->ConvertTo(kv);
+  for (size_t c = 0; c + 1 < cache->num_chunks(); ++c) {
+    LLMS_RETURN_IF_ERROR(cache->chunk(c)->ConvertTo(kv));
+  }
   engine->ResetCounters();
   start = Clock::now();
   for (size_t i = 0; i < o.decode_tokens; ++i) {

@@ -48,8 +48,8 @@ Engine::Engine(const LlamaModel* model, const KvLayout& layout, int threads)
   probs_.resize(static_cast<size_t>(pool_->num_threads()));
 }
 
-std::unique_ptr<KvCache> Engine::NewCache() const {
-  return std::make_unique<KvCache>(layout_, config().n_layers);
+std::unique_ptr<KvCache> Engine::NewCache(KvChunkAllocator* allocator) const {
+  return std::make_unique<KvCache>(layout_, config().n_layers, allocator);
 }
 
 Status Engine::PlanRows(const KvCache& cache, std::span<const int32_t> tokens,
@@ -87,7 +87,7 @@ Status Engine::PrepareChunks(KvCache* cache, const std::vector<Row>& rows,
                              const ForwardOptions& options, size_t total_tokens) {
   const size_t T = layout_.chunk_tokens;
   for (size_t c : options.recompute_chunks) {
-    auto fresh = cache->NewChunk(KvLevel::kF16);
+    LLMS_ASSIGN_OR_RETURN(auto fresh, cache->NewChunk(KvLevel::kF16));
     if (const KvChunk* old = cache->chunk(c)) {  // keep what attention learned about it
       fresh->prob_sum() = old->prob_sum();
       fresh->prob_count() = old->prob_count();
@@ -107,11 +107,12 @@ Status Engine::PrepareChunks(KvCache* cache, const std::vector<Row>& rows,
         return Status::Unavailable("chunk " + std::to_string(c) +
                                    " (partly filled) must be resident or recomputed to extend it");
       }
-      auto fresh = cache->NewChunk(KvLevel::kF16);
+      LLMS_ASSIGN_OR_RETURN(auto fresh, cache->NewChunk(KvLevel::kF16));
       fresh->SetAllLayersPresent(true);
       cache->PutChunk(c, std::move(fresh));
     } else if (chunk->level() != KvLevel::kF16) {
-      chunk->ConvertTo(KvLevel::kF16);  // the newest chunk is kept at full precision
+      // The newest chunk is kept at full precision.
+      LLMS_RETURN_IF_ERROR(chunk->ConvertTo(KvLevel::kF16));
     }
   }
   return Status::Ok();
@@ -138,7 +139,14 @@ Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
   if (rows.empty()) return Status::InvalidArgument("nothing to compute: no new tokens");
   const ModelConfig& c = config();
   const size_t n = rows.size(), saved_tokens = cache->num_tokens();
-  LLMS_RETURN_IF_ERROR(PrepareChunks(cache, rows, options, tokens.size()));
+  // On failure the context is left as it was: new positions dropped, and half-computed chunks
+  // (which would hold garbage in later layers) dropped.
+  auto abandon = [&](const Status& s) {
+    for (size_t chunk : options.recompute_chunks) cache->TakeChunk(chunk);
+    cache->Truncate(saved_tokens);
+    return s;
+  };
+  if (Status s = PrepareChunks(cache, rows, options, tokens.size()); !s.ok()) return abandon(s);
 
   Grow(&x_, n * c.dim);
   Grow(&xb_, n * c.dim);
@@ -158,12 +166,7 @@ Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
   for (size_t l = 0; l < c.n_layers; ++l) {
     Status s = options.before_layer ? options.before_layer(l) : Status::Ok();
     if (s.ok()) s = CheckLayerPresent(*cache, l, tokens.size());
-    if (!s.ok()) {
-      // Half-computed chunks hold garbage in later layers: drop them, and the new positions.
-      for (size_t chunk : options.recompute_chunks) cache->TakeChunk(chunk);
-      cache->Truncate(saved_tokens);
-      return s;
-    }
+    if (!s.ok()) return abandon(s);
     Layer(cache, l, rows, stats);
   }
   if (stats) AddStats(cache, rows);

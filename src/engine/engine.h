@@ -60,7 +60,8 @@ class Engine {
   const KvLayout& kv_layout() const { return layout_; }
   int threads() const { return pool_->num_threads(); }
   ThreadPool* pool() { return pool_.get(); }
-  std::unique_ptr<KvCache> NewCache() const;
+  // A cache for a new context; `allocator` (may be null) accounts for its chunks.
+  std::unique_ptr<KvCache> NewCache(KvChunkAllocator* allocator = nullptr) const;
   const EngineCounters& counters() const { return counters_; }
   void ResetCounters() { counters_ = EngineCounters{}; }
 

@@ -73,7 +73,9 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
   }
   result.prompt_tokens = context_tokens->size() - cache->num_tokens();
   auto start = std::chrono::steady_clock::now();
-  Status s = engine->Forward(cache, *context_tokens, ForwardOptions{}, &logits);
+  ForwardOptions prefill = options.prefill;
+  prefill.logits = LogitsMode::kLast;
+  Status s = engine->Forward(cache, *context_tokens, prefill, &logits);
   if (!s.ok()) {
     context_tokens->resize(before);
     return s;

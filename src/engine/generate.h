@@ -22,6 +22,9 @@ struct GenerateOptions {
   size_t max_tokens = 128;
   std::vector<std::string> stop;  // generation ends before the first of these in the text
   bool stop_at_eos = true;
+  // Options of the first pass (the prompt's prefill): a restore pipeline puts the chunks to
+  // recompute and its per-layer hook here. Its `logits` field is ignored.
+  ForwardOptions prefill;
 };
 
 struct GenerateResult {

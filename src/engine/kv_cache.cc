@@ -6,14 +6,28 @@
 
 namespace llms {
 
-KvChunk::KvChunk(const KvLayout& layout, size_t num_layers, KvLevel level)
-    : layout_(layout),
+StatusOr<std::unique_ptr<KvChunk>> KvChunk::Create(const KvLayout& layout, size_t num_layers,
+                                                   KvLevel level, KvChunkAllocator* allocator) {
+  if (allocator != nullptr) {
+    LLMS_RETURN_IF_ERROR(allocator->Reserve(num_layers * layout.LayerBytes(level)));
+  }
+  return std::make_unique<KvChunk>(Passkey{}, layout, num_layers, level, allocator);
+}
+
+KvChunk::KvChunk(Passkey, const KvLayout& layout, size_t num_layers, KvLevel level,
+                 KvChunkAllocator* allocator)
+    : allocator_(allocator),
+      layout_(layout),
       num_layers_(num_layers),
       level_(level),
       data_(num_layers * layout.LayerBytes(level)),
       present_(num_layers, 0),
       prob_sum_(layout.chunk_tokens, 0.0f),
       prob_count_(layout.chunk_tokens, 0.0f) {}
+
+KvChunk::~KvChunk() {
+  if (allocator_ != nullptr) allocator_->Release(data_.size());
+}
 
 void KvChunk::SetAllLayersPresent(bool present) {
   std::fill(present_.begin(), present_.end(), present ? 1 : 0);
@@ -35,8 +49,12 @@ float KvChunk::Density() const {
   return n == 0 ? 0.0f : static_cast<float>(sum / static_cast<double>(n));
 }
 
-void KvChunk::ConvertTo(KvLevel level) {
-  if (level == level_) return;
+Status KvChunk::ConvertTo(KvLevel level) {
+  if (level == level_) return Status::Ok();
+  const size_t new_bytes = num_layers_ * layout_.LayerBytes(level);
+  if (allocator_ != nullptr && new_bytes > data_.size()) {
+    LLMS_RETURN_IF_ERROR(allocator_->Reserve(new_bytes - data_.size()));
+  }
   const size_t n = layout_.width() * layout_.chunk_tokens;
   std::vector<float> k(n), v(n);
   std::vector<uint8_t> out(num_layers_ * layout_.LayerBytes(level));
@@ -46,11 +64,23 @@ void KvChunk::ConvertTo(KvLevel level) {
     EncodeKvSlice(layout_, level, k.data(), v.data(), valid_tokens_,
                   out.data() + l * layout_.LayerBytes(level));
   }
+  if (allocator_ != nullptr && new_bytes < data_.size()) {
+    allocator_->Release(data_.size() - new_bytes);
+  }
   data_ = std::move(out);
   level_ = level;
+  return Status::Ok();
 }
 
-std::unique_ptr<KvChunk> KvChunk::Copy() const { return std::make_unique<KvChunk>(*this); }
+StatusOr<std::unique_ptr<KvChunk>> KvChunk::Copy() const {
+  LLMS_ASSIGN_OR_RETURN(auto copy, Create(layout_, num_layers_, level_, allocator_));
+  copy->valid_tokens_ = valid_tokens_;
+  copy->data_ = data_;
+  copy->present_ = present_;
+  copy->prob_sum_ = prob_sum_;
+  copy->prob_count_ = prob_count_;
+  return copy;
+}
 
 void KvCache::set_num_tokens(size_t n) {
   num_tokens_ = n;

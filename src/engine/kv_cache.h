@@ -14,11 +14,28 @@
 
 namespace llms {
 
+// Accounts for the bytes of KV chunks. The memory manager implements it over its budget (and
+// may evict other contexts' chunks inside Reserve); without one, memory is unaccounted.
+// Thread safety: implementations must be thread-safe.
+class KvChunkAllocator {
+ public:
+  virtual ~KvChunkAllocator() = default;
+  // Makes room for `bytes` more. Errors: ResourceExhausted when it cannot.
+  virtual Status Reserve(size_t bytes) = 0;
+  // REQUIRES: `bytes` were reserved before.
+  virtual void Release(size_t bytes) = 0;
+};
+
 // Thread safety: none; owned and used by one thread at a time.
 class KvChunk {
  public:
-  // A zero-filled chunk with no layer present. REQUIRES: layout.Validate() is empty.
-  KvChunk(const KvLayout& layout, size_t num_layers, KvLevel level);
+  // A zero-filled chunk with no layer present, its bytes reserved from `allocator` (may be
+  // null; must outlive the chunk). REQUIRES: layout.Validate() is empty.
+  static StatusOr<std::unique_ptr<KvChunk>> Create(const KvLayout& layout, size_t num_layers,
+                                                   KvLevel level, KvChunkAllocator* allocator);
+  ~KvChunk();
+  KvChunk(const KvChunk&) = delete;
+  KvChunk& operator=(const KvChunk&) = delete;
 
   const KvLayout& layout() const { return layout_; }
   size_t num_layers() const { return num_layers_; }
@@ -49,13 +66,22 @@ class KvChunk {
   float Density() const;
 
   // Re-encodes every present layer at `level` (through floats). Lossy going down; going up
-  // keeps the already-lost precision.
-  void ConvertTo(KvLevel level);
+  // keeps the already-lost precision. Errors: the allocator's, when the new size does not fit
+  // (the chunk is then unchanged).
+  Status ConvertTo(KvLevel level);
 
-  // A deep copy (bytes, presence, statistics).
-  std::unique_ptr<KvChunk> Copy() const;
+  // A deep copy (bytes, presence, statistics), reserved from the same allocator.
+  StatusOr<std::unique_ptr<KvChunk>> Copy() const;
 
  private:
+  struct Passkey {};  // only Create constructs chunks (so every byte is reserved first)
+
+ public:
+  KvChunk(Passkey, const KvLayout& layout, size_t num_layers, KvLevel level,
+          KvChunkAllocator* allocator);
+
+ private:
+  KvChunkAllocator* allocator_;  // not owned; may be null
   KvLayout layout_;
   size_t num_layers_;
   KvLevel level_;
@@ -69,7 +95,9 @@ class KvChunk {
 // Thread safety: none; one context is used by one call at a time.
 class KvCache {
  public:
-  KvCache(const KvLayout& layout, size_t num_layers) : layout_(layout), num_layers_(num_layers) {}
+  // `allocator` (may be null) accounts for every chunk this cache creates; it must outlive them.
+  KvCache(const KvLayout& layout, size_t num_layers, KvChunkAllocator* allocator = nullptr)
+      : layout_(layout), num_layers_(num_layers), allocator_(allocator) {}
 
   const KvLayout& layout() const { return layout_; }
   size_t num_layers() const { return num_layers_; }
@@ -88,13 +116,15 @@ class KvCache {
   void Truncate(size_t n);
 
   size_t ResidentBytes() const;
-  std::unique_ptr<KvChunk> NewChunk(KvLevel level) const {
-    return std::make_unique<KvChunk>(layout_, num_layers_, level);
+  StatusOr<std::unique_ptr<KvChunk>> NewChunk(KvLevel level) const {
+    return KvChunk::Create(layout_, num_layers_, level, allocator_);
   }
+  KvChunkAllocator* allocator() const { return allocator_; }
 
  private:
   KvLayout layout_;
   size_t num_layers_;
+  KvChunkAllocator* allocator_;  // not owned; may be null
   size_t num_tokens_ = 0;
   std::vector<std::unique_ptr<KvChunk>> chunks_;
 };

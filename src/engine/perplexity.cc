@@ -37,7 +37,7 @@ StatusOr<double> WindowLoss(Engine* engine, std::span<const int32_t> window, KvL
     if (level != KvLevel::kF16) {
       for (size_t c = 0; c < cache->num_chunks(); ++c) {
         KvChunk* chunk = cache->chunk(c);
-        if (chunk->full() && chunk->level() != level) chunk->ConvertTo(level);
+        if (chunk->full()) LLMS_RETURN_IF_ERROR(chunk->ConvertTo(level));
       }
     }
   }

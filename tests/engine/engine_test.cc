@@ -167,7 +167,7 @@ TEST_F(EngineTest, HookLoadsLayersJustInTime) {
   std::vector<std::unique_ptr<KvChunk>> flash(cache->num_chunks());
   for (size_t c : {0u, 2u}) {
     flash[c] = cache->TakeChunk(c);
-    auto empty = cache->NewChunk(flash[c]->level());
+    auto empty = std::move(cache->NewChunk(flash[c]->level())).value();
     empty->set_valid_tokens(flash[c]->valid_tokens());
     cache->PutChunk(c, std::move(empty));
   }
@@ -246,7 +246,9 @@ TEST_F(EngineTest, QuantizedKvStaysClose) {
     std::vector<float> logits;
     const std::span<const int32_t> all(tokens);
     ASSERT_OK(engine->Forward(cache.get(), all.first(99), {}, &logits));
-    for (size_t c = 0; c + 1 < cache->num_chunks(); ++c) cache->chunk(c)->ConvertTo(level);
+    for (size_t c = 0; c + 1 < cache->num_chunks(); ++c) {
+      ASSERT_OK(cache->chunk(c)->ConvertTo(level));
+    }
     ASSERT_OK(engine->Forward(cache.get(), all, {}, &logits));
     EXPECT_EQ(ArgMax(logits), ArgMax(want)) << KvLevelName(level);
   }
