@@ -74,11 +74,16 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
   result.prompt_tokens = context_tokens->size() - cache->num_tokens();
   auto start = std::chrono::steady_clock::now();
   ForwardOptions prefill = options.prefill;
-  prefill.logits = LogitsMode::kLast;
+  prefill.logits = options.return_prompt_logits ? LogitsMode::kAll : LogitsMode::kLast;
   Status s = engine->Forward(cache, *context_tokens, prefill, &logits);
   if (!s.ok()) {
     context_tokens->resize(before);
     return s;
+  }
+  if (options.return_prompt_logits) {
+    const size_t vocab = engine->config().vocab_size;
+    result.prompt_logits = logits;
+    logits.erase(logits.begin(), logits.end() - static_cast<std::ptrdiff_t>(vocab));
   }
   result.prefill_seconds = SecondsSince(start);
   start = std::chrono::steady_clock::now();

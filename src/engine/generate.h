@@ -22,6 +22,9 @@ struct GenerateOptions {
   size_t max_tokens = 128;
   std::vector<std::string> stop;  // generation ends before the first of these in the text
   bool stop_at_eos = true;
+  // Keep the prefill's logits of every new token in GenerateResult::prompt_logits (teacher-
+  // forced scoring); otherwise only the last token's are computed.
+  bool return_prompt_logits = false;
   // Options of the first pass (the prompt's prefill): a restore pipeline puts the chunks to
   // recompute and its per-layer hook here. Its `logits` field is ignored.
   ForwardOptions prefill;
@@ -34,6 +37,8 @@ struct GenerateResult {
   size_t prompt_tokens = 0;     // tokens computed in the prefill (prompt plus any pending token)
   double prefill_seconds = 0;
   double decode_seconds = 0;
+  // With return_prompt_logits: vocab_size floats per token of the prefill, in order.
+  std::vector<float> prompt_logits;
 };
 
 // `on_text` receives the text as it becomes final (valid UTF-8, never part of a stop string)

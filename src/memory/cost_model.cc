@@ -1,0 +1,132 @@
+#include "memory/cost_model.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "engine/engine.h"
+#include "store/chunk_store.h"
+
+namespace llms {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Seconds of one pass computing `rows` new tokens after a `prefix`-token context.
+StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
+  const size_t vocab = engine->config().vocab_size;
+  std::vector<int32_t> tokens(prefix + rows);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(1 + i % (vocab - 1));
+  auto cache = engine->NewCache();
+  std::vector<float> logits;
+  ForwardOptions options;
+  options.logits = LogitsMode::kNone;
+  options.collect_attention_stats = false;
+  const std::span<const int32_t> all(tokens);
+  if (prefix > 0) LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all.first(prefix), options, &logits));
+  const auto start = Clock::now();
+  LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all, options, &logits));
+  return Seconds(start);
+}
+
+Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
+  const KvLayout& layout = engine->kv_layout();
+  const size_t layers = engine->config().n_layers;
+  const size_t layer_bytes = layout.LayerBytes(KvLevel::kF16);
+  LLMS_ASSIGN_OR_RETURN(uint64_t scratch, store->CreateContext("llms-cost-model", {}));
+  std::vector<uint8_t> bytes(layers * layer_bytes, 0x5A);
+  std::vector<ChunkMeta> metas;
+  constexpr int kChunks = 8;
+  Status s;
+  for (int c = 0; c < kChunks && s.ok(); ++c) {
+    ChunkMeta meta;
+    meta.context_id = scratch;
+    meta.chunk_index = static_cast<uint32_t>(c);
+    meta.num_layers = static_cast<uint32_t>(layers);
+    meta.layer_bytes = static_cast<uint32_t>(layer_bytes);
+    auto written = store->WriteChunk(meta, bytes);
+    if (written.ok()) metas.push_back(*written);
+    s = written.status();
+  }
+  if (s.ok()) {
+    std::vector<std::vector<uint8_t>> out(metas.size(), std::vector<uint8_t>(layer_bytes));
+    std::vector<ChunkStore::LayerRead> reads;
+    for (size_t c = 0; c < metas.size(); ++c) reads.push_back({&metas[c], 0, out[c], {}});
+    // A single request gives the per-request cost; a batch of all layers the per-byte cost.
+    auto start = Clock::now();
+    s = store->ReadLayer(metas[0], 1 % layers, out[0]);
+    const double one = Seconds(start);
+    start = Clock::now();
+    size_t total = 0;
+    for (size_t l = 0; l < layers && s.ok(); ++l) {
+      for (auto& r : reads) r.layer = static_cast<uint32_t>(l);
+      s = store->ReadLayers(reads);
+      total += reads.size() * layer_bytes;
+    }
+    const double all = Seconds(start);
+    if (s.ok() && total > 0) {
+      cost->read_seconds_per_byte = all / static_cast<double>(total);
+      cost->read_seconds_per_request =
+          std::max(0.0, one - static_cast<double>(layer_bytes) * cost->read_seconds_per_byte);
+    }
+  }
+  Status deleted = store->DeleteContext(scratch);
+  return s.ok() ? deleted : s;
+}
+
+}  // namespace
+
+StatusOr<CostModel> CostModel::Measure(Engine* engine, ChunkStore* store) {
+  CostModel cost;
+  constexpr size_t kRows = 32, kPrefix = 256;
+  LLMS_ASSIGN_OR_RETURN(double short_pass, TimePass(engine, 0, kRows));
+  LLMS_ASSIGN_OR_RETURN(double long_pass, TimePass(engine, kPrefix, kRows));
+  cost.compute_seconds_per_token = short_pass / kRows;
+  cost.attend_seconds_per_token_pair =
+      std::max(0.0, (long_pass - short_pass) / (static_cast<double>(kRows) * kPrefix));
+  if (store != nullptr) LLMS_RETURN_IF_ERROR(MeasureReads(engine, store, &cost));
+  return cost;
+}
+
+std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
+                                  double mean_position, const CostModel& cost) {
+  std::vector<size_t> recompute, readable;
+  size_t read_bytes = 0, read_requests = 0, compute_rows = new_rows;
+  for (size_t i = 0; i < missing.size(); ++i) {
+    if (missing[i].read_bytes == 0) {
+      recompute.push_back(missing[i].index);
+      compute_rows += missing[i].tokens;
+    } else {
+      readable.push_back(i);
+      read_bytes += missing[i].read_bytes;
+      read_requests += missing[i].layers;
+    }
+  }
+  // Most expensive to read per token first: those are the best to recompute instead.
+  std::sort(readable.begin(), readable.end(), [&](size_t a, size_t b) {
+    const double ra = static_cast<double>(missing[a].read_bytes) / missing[a].tokens;
+    const double rb = static_cast<double>(missing[b].read_bytes) / missing[b].tokens;
+    return ra != rb ? ra > rb : missing[a].index < missing[b].index;
+  });
+  auto makespan = [&](size_t bytes, size_t requests, size_t rows) {
+    return std::max(cost.ReadSeconds(bytes, requests), cost.ComputeSeconds(rows, mean_position));
+  };
+  for (size_t i : readable) {
+    const MissingChunk& m = missing[i];
+    const double now = makespan(read_bytes, read_requests, compute_rows);
+    const double moved = makespan(read_bytes - m.read_bytes, read_requests - m.layers,
+                                  compute_rows + m.tokens);
+    if (moved >= now) break;
+    read_bytes -= m.read_bytes;
+    read_requests -= m.layers;
+    compute_rows += m.tokens;
+    recompute.push_back(m.index);
+  }
+  std::sort(recompute.begin(), recompute.end());
+  return recompute;
+}
+
+}  // namespace llms

@@ -1,0 +1,52 @@
+// CostModel: how long recomputing and reading chunks takes on this device, measured at startup
+// (../shared/spec/LLMS.md §4), and the restore plan it implies: which missing chunks to read and
+// which to recompute so that the I/O thread and the compute finish together.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "base/status.h"
+
+namespace llms {
+
+class Engine;
+class ChunkStore;
+
+struct CostModel {
+  double compute_seconds_per_token = 1e-3;       // matmuls of one row, all layers
+  double attend_seconds_per_token_pair = 1e-9;   // attention of one row over one position
+  double read_seconds_per_byte = 1.0 / 2.0e9;    // direct reads of layer-sized requests
+  double read_seconds_per_request = 50e-6;
+
+  // Seconds to compute `rows` rows whose positions average `mean_position`.
+  double ComputeSeconds(size_t rows, double mean_position) const {
+    return static_cast<double>(rows) *
+           (compute_seconds_per_token + attend_seconds_per_token_pair * mean_position);
+  }
+  double ReadSeconds(size_t bytes, size_t requests) const {
+    return static_cast<double>(bytes) * read_seconds_per_byte +
+           static_cast<double>(requests) * read_seconds_per_request;
+  }
+
+  // Measures compute on `engine` (two short prefills) and reads on `store` (a scratch context
+  // written and read back, then deleted). With a null store only compute is measured.
+  static StatusOr<CostModel> Measure(Engine* engine, ChunkStore* store);
+};
+
+// A missing chunk as the restore planner sees it.
+struct MissingChunk {
+  size_t index = 0;        // chunk index in its context
+  size_t tokens = 0;       // positions it covers
+  size_t read_bytes = 0;   // its stored size (0: not on flash, must be recomputed)
+  size_t layers = 0;       // read requests (one per layer)
+};
+
+// Chooses the chunks to recompute (indices into `missing`, by chunk index) so that the time to
+// read the rest and the time to compute the recomputed rows plus `new_rows` are as balanced as
+// the chunk granularity allows, minimising their maximum. Chunks not on flash are always
+// recomputed. Prefers recomputing the chunks that are most expensive to read per token.
+std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
+                                  double mean_position, const CostModel& cost);
+
+}  // namespace llms

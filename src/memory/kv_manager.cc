@@ -1,0 +1,353 @@
+// KvManager: contexts, calls and compression. Eviction, writing and restore are in
+// kv_manager_io.cc.
+#include "memory/kv_manager.h"
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "memory/kv_manager_internal.h"
+#include "memory/planner.h"
+
+namespace llms {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+bool Coarser(KvLevel a, KvLevel b) { return KvLevelBits(a) < KvLevelBits(b); }
+
+}  // namespace
+
+KvManager::KvManager(Engine* engine, ChunkStore* store, const KvManagerOptions& options)
+    : engine_(engine),
+      store_(store),
+      options_(options),
+      cost_(options.cost),
+      budget_(options.budget_bytes),
+      queues_(options.policy.order) {}
+
+StatusOr<std::unique_ptr<KvManager>> KvManager::Open(Engine* engine, ChunkStore* store,
+                                                     const KvManagerOptions& options) {
+  if (store == nullptr && options.policy.keep_on_flash) {
+    return Status::InvalidArgument("policy '" + options.policy.name + "' needs a flash store");
+  }
+  auto manager = std::unique_ptr<KvManager>(new KvManager(engine, store, options));  // NOLINT
+  if (options.measure_cost) {
+    LLMS_ASSIGN_OR_RETURN(manager->cost_, CostModel::Measure(engine, store));
+  }
+  if (store != nullptr) LLMS_RETURN_IF_ERROR(manager->LoadFromStore());
+  if (options.background_writer && store != nullptr) {
+    manager->writer_ = std::thread([m = manager.get()] { m->WriterLoop(); });
+  }
+  return manager;
+}
+
+KvManager::~KvManager() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_writer_ = true;
+  }
+  write_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  // Chunks release their bytes into budget_ as they go; destroy them while it exists.
+  contexts_.clear();
+}
+
+Status KvManager::LoadFromStore() {
+  LLMS_ASSIGN_OR_RETURN(std::vector<ContextRecord> records, store_->ListContexts());
+  const size_t T = engine_->kv_layout().chunk_tokens;
+  for (ContextRecord& r : records) {
+    auto ctx = std::make_unique<Context>();
+    ctx->id = r.id;
+    ctx->app = r.app;
+    ctx->tokens = std::move(r.tokens);
+    ctx->cache = engine_->NewCache(this);
+    // settings holds how many tokens have KV; the rest of the text is recomputed when needed.
+    size_t kv_tokens = r.settings.empty() ? 0 : std::stoull(r.settings);
+    kv_tokens = std::min(kv_tokens, ctx->tokens.size());
+    ctx->cache->set_num_tokens(kv_tokens);
+    ctx->chunks.resize(ctx->cache->num_chunks());
+    for (ChunkState& s : ctx->chunks) UnpackStats({}, T, &s.prob_sum, &s.prob_count);
+    LLMS_ASSIGN_OR_RETURN(std::vector<ChunkMeta> metas, store_->ListChunks(r.id));
+    for (ChunkMeta& m : metas) {
+      if (m.chunk_index >= ctx->chunks.size() || m.level >= kNumKvLevels) continue;
+      ChunkState& s = ctx->chunks[m.chunk_index];
+      s.level = static_cast<KvLevel>(m.level);
+      s.on_flash = true;
+      s.dirty = false;
+      s.density = m.density;
+      UnpackStats(m.stats, T, &s.prob_sum, &s.prob_count);
+      s.meta = std::move(m);
+    }
+    contexts_.emplace(r.id, std::move(ctx));
+  }
+  return Status::Ok();
+}
+
+StatusOr<KvManager::Context*> KvManager::FindLocked(const std::string& app, uint64_t id) {
+  auto it = contexts_.find(id);
+  if (it == contexts_.end() || it->second->app != app) {
+    return Status::NotFound("context " + std::to_string(id) + " not found");
+  }
+  return it->second.get();
+}
+
+StatusOr<uint64_t> KvManager::CreateContext(const std::string& app,
+                                            std::span<const int32_t> prefix) {
+  for (int32_t t : prefix) {
+    if (t < 0 || static_cast<size_t>(t) >= engine_->config().vocab_size) {
+      return Status::InvalidArgument("token " + std::to_string(t) + " is outside the vocabulary");
+    }
+  }
+  uint64_t id = 0;
+  if (store_ != nullptr) {
+    LLMS_ASSIGN_OR_RETURN(id, store_->CreateContext(app, prefix, "0"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_ == nullptr) id = ++last_memory_id_;
+  auto ctx = std::make_unique<Context>();
+  ctx->id = id;
+  ctx->app = app;
+  ctx->tokens.assign(prefix.begin(), prefix.end());
+  ctx->cache = engine_->NewCache(this);
+  contexts_.emplace(id, std::move(ctx));
+  return id;
+}
+
+Status KvManager::DeleteContext(const std::string& app, uint64_t id) {
+  std::unique_ptr<Context> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+    if (calling_ == id) return Status::Unavailable("context " + std::to_string(id) + " is busy");
+    for (size_t i = 0; i < ctx->chunks.size(); ++i) {
+      queues_.Remove({id, static_cast<uint32_t>(i)});
+    }
+    doomed = std::move(contexts_[id]);
+    contexts_.erase(id);
+  }
+  doomed.reset();  // frees its chunks (and their budget)
+  if (store_ != nullptr) {
+    Status s = store_->DeleteContext(id);
+    if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  }
+  return Status::Ok();
+}
+
+ContextInfo KvManager::InfoLocked(const Context& ctx) const {
+  ContextInfo info;
+  info.id = ctx.id;
+  info.app = ctx.app;
+  info.tokens = ctx.tokens.size();
+  info.chunks = ctx.chunks.size();
+  info.chunks_per_level.assign(kNumKvLevels, 0);
+  for (size_t i = 0; i < ctx.chunks.size(); ++i) {
+    const KvChunk* chunk = ctx.cache->chunk(i);
+    info.resident_chunks += chunk != nullptr;
+    info.flash_chunks += ctx.chunks[i].on_flash;
+    info.resident_bytes += chunk != nullptr ? chunk->bytes() : 0;
+    if (chunk != nullptr || ctx.chunks[i].on_flash) {
+      ++info.chunks_per_level[static_cast<int>(ctx.chunks[i].level)];
+    }
+  }
+  return info;
+}
+
+StatusOr<ContextInfo> KvManager::GetContextInfo(const std::string& app, uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+  return InfoLocked(*ctx);
+}
+
+std::vector<ContextInfo> KvManager::ListContexts(const std::string& app) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ContextInfo> out;
+  for (const auto& [id, ctx] : contexts_) {
+    if (ctx->app == app) out.push_back(InfoLocked(*ctx));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+StatusOr<std::vector<int32_t>> KvManager::ContextTokens(const std::string& app, uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+  return ctx->tokens;
+}
+
+StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
+                                     std::span<const int32_t> prompt,
+                                     const GenerateOptions& options,
+                                     const std::function<bool(std::string_view)>& on_text) {
+  const auto start = Clock::now();
+  Context* ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LLMS_ASSIGN_OR_RETURN(ctx, FindLocked(app, id));
+    if (calling_ != 0) return Status::Unavailable("another call is running");
+    calling_ = id;
+    call_bytes_written_ = 0;
+  }
+  CallResult result;
+  CallStats& stats = result.stats;
+  const size_t old_kv = ctx->cache->num_tokens();
+  const size_t new_rows = ctx->tokens.size() + prompt.size() - old_kv;
+  Status s;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Restore restore;
+    stats = CallStats{};
+    s = PrepareRestore(ctx, new_rows, &restore, &stats);
+    GenerateOptions g = options;
+    g.prefill.recompute_chunks = restore.recompute;
+    if (!restore.load.empty()) {
+      g.prefill.before_layer = [&restore, ctx](size_t layer) -> Status {
+        std::unique_lock<std::mutex> lock(restore.mu);
+        restore.cv.wait(lock, [&] { return restore.layers_done > layer; });
+        if (!restore.status.ok()) return restore.status;
+        for (size_t c : restore.load) ctx->cache->chunk(c)->set_layer_present(layer, true);
+        return Status::Ok();
+      };
+    }
+    const double setup = Seconds(start);
+    StatusOr<GenerateResult> gen =
+        s.ok() ? Generate(engine_, ctx->cache.get(), &ctx->tokens, prompt, g, on_text) : s;
+    if (restore.io.joinable()) restore.io.join();
+    if (gen.ok()) {
+      result.generation = std::move(gen).value();
+      stats.first_token_seconds = setup + result.generation.prefill_seconds;
+      stats.ready_seconds = restore.load.empty() && restore.recompute.empty()
+                                ? 0.0
+                                : std::max(restore.io_seconds, stats.first_token_seconds);
+      stats.prompt_tokens = result.generation.prompt_tokens;
+      s = Status::Ok();
+      break;
+    }
+    s = gen.status();
+    // A chunk that failed to read comes back by recompute: forget its flash copy and retry.
+    for (size_t c : restore.load) ctx->cache->TakeChunk(c);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (restore.failed.empty()) break;
+    for (size_t c : restore.failed) {
+      ctx->chunks[c].on_flash = false;
+      ctx->chunks[c].dirty = true;
+      if (store_ != nullptr) (void)store_->DeleteChunk(id, static_cast<uint32_t>(c));
+    }
+  }
+  stats.extra_first_token_seconds =
+      stats.first_token_seconds -
+      cost_.ComputeSeconds(new_rows, static_cast<double>(old_kv) + new_rows / 2.0);
+  if (s.ok()) AfterCall(ctx);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.bytes_written = call_bytes_written_;
+  calling_ = 0;
+  if (!s.ok()) return s;
+  return result;
+}
+
+void KvManager::AfterCall(Context* ctx) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const size_t n = ctx->cache->num_chunks();
+  const size_t old_chunks = ctx->chunks.size();
+  ctx->chunks.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    ChunkState& s = ctx->chunks[i];
+    KvChunk* chunk = ctx->cache->chunk(i);
+    if (chunk == nullptr) continue;
+    s.density = chunk->Density();
+    // Chunks that received tokens in this call changed; loaded and recomputed ones did not.
+    const bool changed = i >= old_chunks || !s.on_flash ||
+                         chunk->valid_tokens() != s.meta.valid_tokens;
+    if (changed) {
+      ++s.version;
+      s.dirty = true;
+    }
+  }
+  Compress(ctx);
+  for (size_t i = 0; i < n; ++i) Touch(ctx, i);
+  lock.unlock();
+  if (store_ != nullptr) {
+    const std::vector<int32_t> tokens = ctx->tokens;
+    (void)store_->UpdateContextTokens(ctx->id, tokens);
+    (void)store_->UpdateContextSettings(ctx->id, std::to_string(ctx->cache->num_tokens()));
+  }
+  if (store_ != nullptr && options_.policy.ahead_of_time_swap) QueueWrites(ctx);
+}
+
+void KvManager::Compress(Context* ctx) {
+  const Policy& p = options_.policy;
+  // Chunks that take part in planning: this context's (per-context and uniform modes) or every
+  // context's (global mode). The newest, partly filled chunk of each context keeps f16.
+  std::vector<std::pair<Context*, size_t>> members;
+  std::vector<PlannerChunk> planned;
+  auto add = [&](Context* c) {
+    for (size_t i = 0; i < c->chunks.size(); ++i) {
+      const KvChunk* chunk = c->cache->chunk(i);
+      const bool partial = chunk != nullptr ? !chunk->full()
+                                            : (i + 1) * engine_->kv_layout().chunk_tokens >
+                                                  c->cache->num_tokens();
+      members.emplace_back(c, i);
+      planned.push_back({c->chunks[i].density, c->chunks[i].level, partial});
+    }
+  };
+  if (p.compression == CompressionMode::kToleranceGlobal) {
+    for (auto& [id, c] : contexts_) add(c.get());
+  } else {
+    add(ctx);
+  }
+  std::vector<KvLevel> levels;
+  if (p.compression == CompressionMode::kUniform) {
+    for (const PlannerChunk& c : planned) {
+      levels.push_back(c.pinned || !Coarser(p.uniform_level, c.current) ? c.current
+                                                                         : p.uniform_level);
+    }
+  } else {
+    PlannerOptions po;
+    po.target_bits = p.target_bits;
+    levels = PlanLevels(planned, po);
+  }
+  for (size_t k = 0; k < members.size(); ++k) {
+    auto [c, i] = members[k];
+    ChunkState& s = c->chunks[i];
+    KvChunk* chunk = c->cache->chunk(i);
+    if (chunk == nullptr) continue;
+    // Going down only releases memory, so this cannot fail for lack of budget.
+    if (chunk->level() != levels[k] && chunk->ConvertTo(levels[k]).ok()) {
+      // A recomputed chunk re-quantized to its stored level matches its flash copy.
+      const bool same_as_flash = s.on_flash && s.meta.level == static_cast<uint8_t>(levels[k]) &&
+                                 !s.dirty;
+      if (!same_as_flash) {
+        ++s.version;
+        s.dirty = true;
+      }
+      s.level = levels[k];
+      queues_.SetLevel({c->id, static_cast<uint32_t>(i)}, s.level);
+    }
+  }
+}
+
+void KvManager::Touch(Context* ctx, size_t index) {
+  if (ctx->cache->chunk(index) == nullptr) return;
+  queues_.Touch({ctx->id, static_cast<uint32_t>(index)}, ctx->chunks[index].level, ++tick_);
+}
+
+Status KvManager::CheckInvariants() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t resident = 0;
+  for (const auto& [id, ctx] : contexts_) resident += ctx->cache->ResidentBytes();
+  if (budget_.used() > budget_.limit() || budget_.peak() > budget_.limit()) {
+    return Status::Corruption("budget exceeded: used " + std::to_string(budget_.used()) +
+                              ", peak " + std::to_string(budget_.peak()) + ", limit " +
+                              std::to_string(budget_.limit()));
+  }
+  if (resident != budget_.used()) {
+    return Status::Corruption("resident KV " + std::to_string(resident) +
+                              " bytes != budget use " + std::to_string(budget_.used()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace llms

@@ -1,0 +1,164 @@
+// KvManager: many persistent contexts sharing one hard KV memory budget (../shared/spec/LLMS.md
+// §2-§5). It owns each context's token text and chunked KV cache, keeps chunks compressed to
+// the level their density tolerates, writes changed chunks to the flash store when a call
+// returns, evicts by the policy's order under memory pressure, and restores a context for a
+// call by reading some chunks while recomputing others, layer by layer, with the prompt.
+//
+// Goals: the budget is never exceeded; a context is never lost (its text is durable in the store
+// and any chunk can be recomputed); restore is lossless with compression off. Non-goals: more
+// than one call at a time (the engine is single-stream; the service queues calls).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "memory/budget.h"
+#include "memory/cost_model.h"
+#include "memory/eviction_queues.h"
+#include "memory/policy.h"
+#include "store/chunk_store.h"
+
+namespace llms {
+
+struct KvManagerOptions {
+  size_t budget_bytes = size_t{256} << 20;  // resident KV of all contexts together
+  Policy policy = Policy::Llms();
+  // Write changed chunks on a background thread (the service); false writes them before
+  // Call returns (deterministic tests and trace replay).
+  bool background_writer = true;
+  // Measure the cost model at Open (a few short passes and reads); false uses `cost`.
+  bool measure_cost = true;
+  CostModel cost;
+};
+
+// What one call did.
+struct CallStats {
+  size_t chunks = 0;             // chunks of the context before the call
+  size_t chunks_resident = 0;    // already in memory
+  size_t chunks_loaded = 0;      // read from flash
+  size_t chunks_recomputed = 0;  // rebuilt from text
+  size_t bytes_read = 0;
+  size_t bytes_written = 0;      // written during the call (evictions without lifecycle)
+  size_t prompt_tokens = 0;
+  double ready_seconds = 0;        // call start until every old chunk is present
+  double first_token_seconds = 0;  // call start until the first token is sampled
+  // first_token_seconds minus the cost model's time for the same prompt on a resident
+  // context: the switch latency as ../shared/spec/LLMS.md §1 defines it.
+  double extra_first_token_seconds = 0;
+};
+
+struct CallResult {
+  GenerateResult generation;
+  CallStats stats;
+};
+
+struct ContextInfo {
+  uint64_t id = 0;
+  std::string app;
+  size_t tokens = 0;
+  size_t chunks = 0, resident_chunks = 0, flash_chunks = 0;
+  size_t resident_bytes = 0;
+  std::vector<int> chunks_per_level;  // resident and on flash, by KvLevel
+};
+
+// Thread safety: all methods are thread-safe, but Call (and the methods that change a context)
+// run one at a time per manager; the background writer runs beside them.
+class KvManager : private KvChunkAllocator {
+ public:
+  // `engine` and `store` must outlive the manager; `store` may be null only with a policy that
+  // keeps nothing on flash (lmk). Loads every context the store holds (text and chunk table;
+  // no KV is read until a call needs it).
+  static StatusOr<std::unique_ptr<KvManager>> Open(Engine* engine, ChunkStore* store,
+                                                   const KvManagerOptions& options);
+  ~KvManager() override;
+
+  StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> prefix);
+  // NotFound for an unknown id or one owned by another app (the same message either way).
+  Status DeleteContext(const std::string& app, uint64_t id);
+  StatusOr<ContextInfo> GetContextInfo(const std::string& app, uint64_t id);
+  std::vector<ContextInfo> ListContexts(const std::string& app);
+  StatusOr<std::vector<int32_t>> ContextTokens(const std::string& app, uint64_t id);
+
+  // Appends `prompt` to the context, generates, appends the output, and returns both with the
+  // call's statistics. `on_text` as for Generate.
+  StatusOr<CallResult> Call(const std::string& app, uint64_t id, std::span<const int32_t> prompt,
+                            const GenerateOptions& options,
+                            const std::function<bool(std::string_view)>& on_text);
+
+  // Waits until every queued chunk write has finished (shutdown, tests).
+  Status Flush();
+  // Drops every resident chunk that is safely on flash (tests of restore; memory pressure).
+  Status EvictAll();
+
+  const MemoryBudget& budget() const { return budget_; }
+  const CostModel& cost() const { return cost_; }
+  const Policy& policy() const { return options_.policy; }
+  // Drops the given resident chunks of a context (written to flash first, as eviction does).
+  Status TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunks);
+  // Checks that resident bytes add up to the budget's use and stay within it. For tests.
+  Status CheckInvariants();
+
+ private:
+  struct ChunkState;
+  struct Context;
+  struct WriteJob;
+  struct Restore;
+
+  KvManager(Engine* engine, ChunkStore* store, const KvManagerOptions& options);
+  Status LoadFromStore();
+
+  // KvChunkAllocator: reserve from the budget, evicting other contexts' chunks as needed.
+  Status Reserve(size_t bytes) override;
+  void Release(size_t bytes) override;
+
+  StatusOr<Context*> FindLocked(const std::string& app, uint64_t id);
+  bool EvictOne();
+  Status EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
+  Status WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
+
+  Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats);
+  void AfterCall(Context* ctx);
+  void Compress(Context* ctx);
+  void QueueWrites(Context* ctx);
+  void WriterLoop();
+  Status WriteJobNow(WriteJob job);
+  void Touch(Context* ctx, size_t index);
+  ContextInfo InfoLocked(const Context& ctx) const;
+
+  Engine* const engine_;
+  ChunkStore* const store_;
+  const KvManagerOptions options_;
+  CostModel cost_;
+  MemoryBudget budget_;
+
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Context>> contexts_;  // guarded by mu_
+  EvictionQueues queues_;                                            // guarded by mu_
+  uint64_t tick_ = 0;                                                // guarded by mu_
+  uint64_t last_memory_id_ = 0;  // ids when there is no store; guarded by mu_
+  uint64_t calling_ = 0;  // the context of the running call (locked working set); guarded by mu_
+  size_t call_bytes_written_ = 0;  // guarded by mu_
+
+  // Chunk writes go through one mutex so two versions of a chunk never race to the store.
+  std::mutex write_mu_;
+  std::deque<WriteJob> write_queue_;  // guarded by mu_
+  std::condition_variable write_cv_;  // with mu_
+  size_t writes_in_flight_ = 0;       // guarded by mu_
+  Status writer_status_;              // guarded by mu_: the last background write failure
+  bool stop_writer_ = false;          // guarded by mu_
+  std::thread writer_;
+};
+
+}  // namespace llms

@@ -1,0 +1,298 @@
+// KvManager: eviction under the budget, the background writer (ahead-of-time swap-out) and the
+// restore pipeline (an I/O thread reading layer l+1 while the pass computes layer l).
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "memory/kv_manager.h"
+#include "memory/kv_manager_internal.h"
+
+namespace llms {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string MiB(size_t bytes) {
+  return std::to_string(bytes >> 20) + "." + std::to_string((bytes & ((1 << 20) - 1)) * 10 >> 20) +
+         " MiB";
+}
+
+}  // namespace
+
+// ---- Budget and eviction ----------------------------------------------------------------------
+
+Status KvManager::Reserve(size_t bytes) {
+  for (;;) {
+    if (budget_.TryReserve(bytes)) return Status::Ok();
+    if (!EvictOne()) {
+      return Status::ResourceExhausted(
+          "KV memory budget of " + MiB(budget_.limit()) + " is full (" + MiB(budget_.used()) +
+          " in use, " + std::to_string(bytes) +
+          " more bytes needed) and nothing else can be evicted: the running context alone needs "
+          "more than the budget");
+    }
+  }
+}
+
+void KvManager::Release(size_t bytes) { budget_.Release(bytes); }
+
+bool KvManager::EvictOne() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto victim = queues_.Victim([this](ChunkId id) { return id.context == calling_; });
+  if (!victim) return false;
+  Context* ctx = contexts_.at(victim->context).get();
+  if (options_.policy.unit == EvictionUnit::kContext) {
+    for (size_t i = 0; i < ctx->chunks.size(); ++i) {
+      if (ctx->cache->chunk(i) != nullptr && !EvictChunkLocked(ctx, i, &lock).ok()) return false;
+    }
+    return true;
+  }
+  return EvictChunkLocked(ctx, victim->chunk, &lock).ok();
+}
+
+// Drops a resident chunk, writing it first when the flash copy is missing or stale (unless the
+// policy keeps nothing on flash). REQUIRES: *lock holds mu_; it is released around the write.
+Status KvManager::EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock) {
+  ChunkState& s = ctx->chunks[index];
+  if (options_.policy.keep_on_flash && (s.dirty || !s.on_flash)) {
+    LLMS_RETURN_IF_ERROR(WriteChunkNow(ctx, index, lock));
+  }
+  const uint64_t id = ctx->id;
+  auto it = contexts_.find(id);
+  if (it == contexts_.end() || it->second.get() != ctx) return Status::Ok();  // deleted meanwhile
+  KvChunk* chunk = ctx->cache->chunk(index);
+  if (chunk == nullptr) return Status::Ok();
+  s.prob_sum = chunk->prob_sum();
+  s.prob_count = chunk->prob_count();
+  s.density = chunk->Density();
+  if (!options_.policy.keep_on_flash) s.on_flash = false;
+  queues_.Remove({id, static_cast<uint32_t>(index)});
+  ctx->cache->TakeChunk(index);  // releases its bytes
+  return Status::Ok();
+}
+
+Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock) {
+  const KvChunk* chunk = ctx->cache->chunk(index);
+  ChunkState& s = ctx->chunks[index];
+  WriteJob job;
+  job.context = ctx->id;
+  job.index = static_cast<uint32_t>(index);
+  job.version = s.version;
+  job.meta.context_id = ctx->id;
+  job.meta.chunk_index = job.index;
+  job.meta.level = static_cast<uint8_t>(chunk->level());
+  job.meta.num_layers = static_cast<uint32_t>(chunk->num_layers());
+  job.meta.layer_bytes = static_cast<uint32_t>(chunk->layer_bytes());
+  job.meta.valid_tokens = static_cast<uint32_t>(chunk->valid_tokens());
+  job.meta.density = chunk->Density();
+  job.meta.stats = PackStats(chunk->prob_sum(), chunk->prob_count());
+  job.bytes.assign(chunk->data(), chunk->data() + chunk->bytes());
+  lock->unlock();
+  Status st = WriteJobNow(std::move(job));
+  lock->lock();
+  if (st.ok()) call_bytes_written_ += chunk->bytes();
+  return st;
+}
+
+// ---- Ahead-of-time swap-out ---------------------------------------------------------------------
+
+void KvManager::QueueWrites(Context* ctx) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<size_t> dirty;
+  for (size_t i = 0; i < ctx->chunks.size(); ++i) {
+    if (ctx->cache->chunk(i) != nullptr && ctx->chunks[i].dirty) dirty.push_back(i);
+  }
+  if (!options_.background_writer) {
+    for (size_t i : dirty) (void)WriteChunkNow(ctx, i, &lock);
+    return;
+  }
+  for (size_t i : dirty) {
+    const KvChunk* chunk = ctx->cache->chunk(i);
+    WriteJob job;
+    job.context = ctx->id;
+    job.index = static_cast<uint32_t>(i);
+    job.version = ctx->chunks[i].version;
+    job.meta.context_id = ctx->id;
+    job.meta.chunk_index = job.index;
+    job.meta.level = static_cast<uint8_t>(chunk->level());
+    job.meta.num_layers = static_cast<uint32_t>(chunk->num_layers());
+    job.meta.layer_bytes = static_cast<uint32_t>(chunk->layer_bytes());
+    job.meta.valid_tokens = static_cast<uint32_t>(chunk->valid_tokens());
+    job.meta.density = chunk->Density();
+    job.meta.stats = PackStats(chunk->prob_sum(), chunk->prob_count());
+    job.bytes.assign(chunk->data(), chunk->data() + chunk->bytes());
+    write_queue_.push_back(std::move(job));
+  }
+  lock.unlock();
+  write_cv_.notify_all();
+}
+
+void KvManager::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    write_cv_.wait(lock, [&] { return stop_writer_ || !write_queue_.empty(); });
+    if (write_queue_.empty()) return;  // stopping, nothing left
+    WriteJob job = std::move(write_queue_.front());
+    write_queue_.pop_front();
+    ++writes_in_flight_;
+    lock.unlock();
+    Status s = WriteJobNow(std::move(job));
+    lock.lock();
+    --writes_in_flight_;
+    if (!s.ok()) writer_status_ = s;
+    write_cv_.notify_all();
+  }
+}
+
+// Writes one chunk version unless a newer one has been written meanwhile. Lock order:
+// write_mu_, then mu_ (never the reverse).
+Status KvManager::WriteJobNow(WriteJob job) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = contexts_.find(job.context);
+    if (it == contexts_.end() || job.index >= it->second->chunks.size()) return Status::Ok();
+    const ChunkState& s = it->second->chunks[job.index];
+    if (s.version != job.version || !s.dirty) return Status::Ok();  // stale or already written
+  }
+  StatusOr<ChunkMeta> written = store_->WriteChunk(job.meta, job.bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!written.ok()) {
+    return written.status().code() == StatusCode::kNotFound ? Status::Ok() : written.status();
+  }
+  auto it = contexts_.find(job.context);
+  if (it == contexts_.end() || job.index >= it->second->chunks.size()) return Status::Ok();
+  ChunkState& s = it->second->chunks[job.index];
+  s.meta = std::move(written).value();
+  s.on_flash = true;
+  if (s.version == job.version) s.dirty = false;
+  return Status::Ok();
+}
+
+Status KvManager::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  write_cv_.wait(lock, [&] { return write_queue_.empty() && writes_in_flight_ == 0; });
+  Status s = writer_status_;
+  writer_status_ = Status::Ok();
+  return s;
+}
+
+Status KvManager::EvictAll() {
+  LLMS_RETURN_IF_ERROR(Flush());
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, ctx] : contexts_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = contexts_.find(id);
+    if (it == contexts_.end() || id == calling_) continue;
+    Context* ctx = it->second.get();
+    for (size_t i = 0; i < ctx->chunks.size(); ++i) {
+      if (ctx->cache->chunk(i) != nullptr) LLMS_RETURN_IF_ERROR(EvictChunkLocked(ctx, i, &lock));
+    }
+  }
+  return Status::Ok();
+}
+
+Status KvManager::TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunks) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = contexts_.find(id);
+  if (it == contexts_.end()) return Status::NotFound("context " + std::to_string(id));
+  Context* ctx = it->second.get();
+  for (size_t i : chunks) {
+    if (i < ctx->chunks.size() && ctx->cache->chunk(i) != nullptr) {
+      LLMS_RETURN_IF_ERROR(EvictChunkLocked(ctx, i, &lock));
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- Restore ------------------------------------------------------------------------------------
+
+Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore,
+                                 CallStats* stats) {
+  const KvLayout& layout = engine_->kv_layout();
+  const size_t T = layout.chunk_tokens, kv = ctx->cache->num_tokens();
+  const size_t layers = engine_->config().n_layers;
+  std::vector<MissingChunk> missing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats->chunks = ctx->cache->num_chunks();
+    ctx->chunks.resize(stats->chunks);
+    for (size_t i = 0; i < stats->chunks; ++i) {
+      if (ctx->cache->chunk(i) != nullptr) {
+        ++stats->chunks_resident;
+        continue;
+      }
+      const ChunkState& s = ctx->chunks[i];
+      const bool readable = s.on_flash && options_.policy.restore != RestoreMode::kRecomputeOnly;
+      missing.push_back({i, std::min(T, kv - i * T), readable ? s.meta.data_bytes() : 0, layers});
+    }
+  }
+  const double mean_position = static_cast<double>(kv) / 2.0;
+  if (options_.policy.restore == RestoreMode::kPipelined) {
+    restore->recompute = PlanRecompute(missing, new_rows, mean_position, cost_);
+  } else {
+    for (const MissingChunk& m : missing) {
+      if (m.read_bytes == 0) restore->recompute.push_back(m.index);
+    }
+  }
+  for (const MissingChunk& m : missing) {
+    if (!std::binary_search(restore->recompute.begin(), restore->recompute.end(), m.index)) {
+      restore->load.push_back(m.index);
+    }
+  }
+  stats->chunks_recomputed = restore->recompute.size();
+  stats->chunks_loaded = restore->load.size();
+  // Room for the chunks to read (recomputed ones are allocated by the pass itself).
+  for (size_t c : restore->load) {
+    ChunkMeta meta;
+    std::vector<float> sum, count;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      meta = ctx->chunks[c].meta;
+      sum = ctx->chunks[c].prob_sum;
+      count = ctx->chunks[c].prob_count;
+    }
+    LLMS_ASSIGN_OR_RETURN(auto chunk,
+                          ctx->cache->NewChunk(static_cast<KvLevel>(meta.level)));
+    chunk->set_valid_tokens(meta.valid_tokens);
+    if (sum.size() == T) chunk->prob_sum() = sum;
+    if (count.size() == T) chunk->prob_count() = count;
+    ctx->cache->PutChunk(c, std::move(chunk));
+    restore->metas.push_back(std::move(meta));
+    stats->bytes_read += restore->metas.back().data_bytes();
+  }
+  if (restore->load.empty()) return Status::Ok();
+  const auto start = Clock::now();
+  auto read_layer = [this, restore, ctx](size_t layer) {
+    std::vector<ChunkStore::LayerRead> reads;
+    for (size_t k = 0; k < restore->load.size(); ++k) {
+      KvChunk* chunk = ctx->cache->chunk(restore->load[k]);
+      reads.push_back({&restore->metas[k], static_cast<uint32_t>(layer),
+                       std::span<uint8_t>(chunk->layer(layer), chunk->layer_bytes()), {}});
+    }
+    (void)store_->ReadLayers(reads);
+    std::lock_guard<std::mutex> lock(restore->mu);
+    for (size_t k = 0; k < reads.size(); ++k) {
+      if (reads[k].status.ok()) continue;
+      if (restore->status.ok()) restore->status = reads[k].status;
+      restore->failed.push_back(restore->load[k]);
+    }
+    restore->layers_done = layer + 1;
+  };
+  if (options_.policy.restore == RestoreMode::kPipelined) {
+    restore->io = std::thread([=] {
+      for (size_t l = 0; l < layers; ++l) {
+        read_layer(l);
+        restore->cv.notify_all();
+      }
+      restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    });
+    return Status::Ok();
+  }
+  for (size_t l = 0; l < layers; ++l) read_layer(l);  // load everything, then run
+  restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return Status::Ok();
+}
+
+}  // namespace llms
