@@ -242,7 +242,10 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
     std::vector<float>& scratch = scratch_[ti];
     Grow(&scratch, AttentionScratchFloats(layout_, n_rep, max_pos));
     const size_t i = item / kv_heads, g = item % kv_heads;
-    const AttentionArgs args{&layout_, g, n_rep, rows[i].pos, scale};
+    // Probabilities are recorded relative to uniform attention over the visible positions, so
+    // a token's density does not depend on how long the context was when it was seen.
+    const AttentionArgs args{&layout_, g, n_rep, rows[i].pos, scale,
+                             static_cast<float>(rows[i].pos + 1)};
     const size_t q_off = i * c.q_width() + g * n_rep * c.head_dim;
     float* probs = stats && rows[i].is_new ? probs_[ti].data() : nullptr;
     AttendGroup(args, refs, &q_[q_off], &att_[q_off], scratch.data(), probs);

@@ -126,7 +126,7 @@ HWY_NOINLINE void AttendGroupImpl(const AttentionArgs& a, std::span<const KvChun
   for (size_t r = 0; r < a.n_rep; ++r) {
     SoftmaxImpl(scores + r * n_pos, n_pos);
     if (probs != nullptr) {
-      for (size_t j = 0; j < n_pos; ++j) probs[j] += scores[r * n_pos + j];
+      for (size_t j = 0; j < n_pos; ++j) probs[j] += a.prob_weight * scores[r * n_pos + j];
     }
   }
   std::fill(out, out + a.n_rep * D, 0.0f);

@@ -59,7 +59,9 @@ void AttendGroupRef(const AttentionArgs& a, std::span<const KvChunkRef> chunks, 
       out[r * D + d] = static_cast<float>(o);
     }
     if (probs != nullptr) {
-      for (size_t j = 0; j < n_pos; ++j) probs[j] += static_cast<float>(p[j] / sum);
+      for (size_t j = 0; j < n_pos; ++j) {
+        probs[j] += a.prob_weight * static_cast<float>(p[j] / sum);
+      }
     }
   }
 }

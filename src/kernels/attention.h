@@ -26,14 +26,15 @@ struct AttentionArgs {
   size_t n_rep = 1;     // query heads that share this KV head (GQA)
   size_t pos = 0;       // the query's position: it attends to positions [0, pos]
   float scale = 1.0f;   // usually 1 / sqrt(head_dim)
+  float prob_weight = 1.0f;  // multiplies the probabilities added to `probs`
 };
 
 // Floats of scratch AttendGroup needs for a query at `pos`.
 size_t AttentionScratchFloats(const KvLayout& layout, size_t n_rep, size_t pos);
 
 // q: [n_rep][head_dim] queries; out: [n_rep][head_dim]. `chunks` are in position order and
-// cover [0, pos]. If `probs` is non-null, probs[j] += the sum over the n_rep heads of the
-// probability position j received, for j <= pos.
+// cover [0, pos]. If `probs` is non-null, probs[j] += prob_weight times the sum over the n_rep
+// heads of the probability position j received, for j <= pos.
 // REQUIRES: scratch holds AttentionScratchFloats(...) floats.
 void AttendGroup(const AttentionArgs& args, std::span<const KvChunkRef> chunks, const float* q,
                  float* out, float* scratch, float* probs);

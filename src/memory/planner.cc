@@ -1,6 +1,5 @@
 #include "memory/planner.h"
 
-#include <cmath>
 #include <queue>
 
 namespace llms {
@@ -25,19 +24,35 @@ struct Upgrade {
 }  // namespace
 
 double LevelError(KvLevel level) {
-  return level == KvLevel::kF16 ? 0.0 : std::pow(4.0, -KvLevelBits(level));
+  // Loss increase of uniform quantization at each level, relative to int2, measured on
+  // stories260K with multi-turn TinyStories contexts (compression_accuracy_test): int8 +0.00%,
+  // int4 +0.01%, int2 +2.9% over f16. Far steeper than the 4^-bits of plain MSE, because int2's
+  // four steps per channel lose the keys' direction, not just their precision.
+  switch (level) {
+    case KvLevel::kF16:
+      return 0.0;
+    case KvLevel::kInt8:
+      return 1e-5;
+    case KvLevel::kInt4:
+      return 3e-3;
+    case KvLevel::kInt2:
+      return 1.0;
+  }
+  return 1.0;
 }
 
 std::vector<KvLevel> PlanLevels(const std::vector<PlannerChunk>& chunks,
                                 const PlannerOptions& options) {
   std::vector<KvLevel> plan(chunks.size());
-  double budget = options.target_bits * static_cast<double>(chunks.size());
+  double budget = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const PlannerChunk& c = chunks[i];
-    KvLevel start = options.coarsest;
-    if (c.pinned || Finer(start, c.current)) start = c.current;
-    plan[i] = start;
-    budget -= KvLevelBits(start);
+    if (c.pinned) {  // outside the plan and its target, as in uniform compression
+      plan[i] = c.current;
+      continue;
+    }
+    plan[i] = Finer(options.coarsest, c.current) ? c.current : options.coarsest;
+    budget += options.target_bits - KvLevelBits(plan[i]);
   }
   std::priority_queue<Upgrade> heap;
   auto push = [&](size_t i) {

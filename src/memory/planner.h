@@ -3,7 +3,7 @@
 // precise (../shared/spec/LLMS.md §3). Pure computation: no memory, no I/O.
 //
 // Objective: minimise sum_i D_i * err(level_i) subject to sum_i bits(level_i) <= target * n,
-// where err(level) ~ 4^-bits is the mean squared error of uniform quantization at that width.
+// where err(level) is the measured loss increase of uniform quantization at that level.
 // Solved greedily: every chunk starts at the coarsest allowed level and the upgrade with the
 // largest error reduction per extra bit is taken while the target allows. Because err is convex
 // in bits, this ranks chunks by density into bands, as the paper's threshold search does.
@@ -29,11 +29,12 @@ struct PlannerOptions {
   KvLevel coarsest = KvLevel::kInt2;
 };
 
-// Returns one level per chunk. Pinned chunks keep their level and count against the target.
+// Returns one level per chunk. Pinned chunks keep their level and are outside the target (as
+// the newest chunk is outside uniform compression too).
 std::vector<KvLevel> PlanLevels(const std::vector<PlannerChunk>& chunks,
                                 const PlannerOptions& options);
 
-// Relative mean squared error of a level (0 for f16).
+// Relative loss increase of a level (0 for f16, 1 for int2).
 double LevelError(KvLevel level);
 
 }  // namespace llms
