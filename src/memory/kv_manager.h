@@ -9,6 +9,7 @@
 // than one call at a time (the engine is single-stream; the service queues calls).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -128,7 +129,8 @@ class KvManager : private KvChunkAllocator {
   Status EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
   Status WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
 
-  Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats);
+  Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
+                        std::chrono::steady_clock::time_point call_start);
   void AfterCall(Context* ctx);
   void Compress(Context* ctx);
   void QueueWrites(Context* ctx);

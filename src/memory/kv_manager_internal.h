@@ -48,7 +48,8 @@ struct KvManager::Restore {
   size_t layers_done = 0;              // guarded by mu
   std::vector<size_t> failed;          // chunk indices whose read failed; guarded by mu
   Status status;                       // first read failure; guarded by mu
-  double io_seconds = 0;               // when the last layer arrived, from the call's start
+  double io_start_seconds = 0;  // when reading began, from the call's start
+  double io_seconds = 0;        // reading time until the last layer arrived
   std::thread io;
 };
 

@@ -209,7 +209,7 @@ Status KvManager::TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunk
 // ---- Restore ------------------------------------------------------------------------------------
 
 Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore,
-                                 CallStats* stats) {
+                                 CallStats* stats, Clock::time_point call_start) {
   const KvLayout& layout = engine_->kv_layout();
   const size_t T = layout.chunk_tokens, kv = ctx->cache->num_tokens();
   const size_t layers = engine_->config().n_layers;
@@ -264,6 +264,7 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
   }
   if (restore->load.empty()) return Status::Ok();
   const auto start = Clock::now();
+  restore->io_start_seconds = std::chrono::duration<double>(start - call_start).count();
   auto read_layer = [this, restore, ctx](size_t layer) {
     std::vector<ChunkStore::LayerRead> reads;
     for (size_t k = 0; k < restore->load.size(); ++k) {

@@ -2,12 +2,15 @@
 #include <memory>
 
 #include "bench/engine_bench.h"
+#include "bench/restore_bench.h"
 #include "tools/llms/commands.h"
 
 namespace llms::cli {
 
 Runner AddBench(CLI::App& app) {
   auto o = std::make_shared<EngineBenchOptions>();
+  auto r = std::make_shared<RestoreBenchOptions>();
+  auto workload = std::make_shared<std::string>("engine");
   CLI::App* cmd = app.add_subcommand(
       "bench", "measure memory bandwidth, prefill and decode speed in one run");
   cmd->add_option("-m,--model", o->models,
@@ -33,7 +36,27 @@ Runner AddBench(CLI::App& app) {
   cmd->add_option("--kv", o->kv, "KV precision of completed chunks during decode")
       ->capture_default_str();
   cmd->add_flag("--quick", o->quick, "one repetition, small bandwidth buffer (smoke test)");
-  return [o] {
+  cmd->add_option("--workload", *workload,
+                  "engine: bandwidth, prefill and decode; restore: bring a long context back "
+                  "from flash (needs one -m model)")
+      ->check(CLI::IsMember({"engine", "restore"}))
+      ->capture_default_str();
+  cmd->add_option("--restore-tokens", r->context_tokens, "restore: context length")
+      ->capture_default_str();
+  cmd->add_option("--policy", r->policy, "restore: memory policy (llms, vllm-s, swap, ...)")
+      ->capture_default_str();
+  cmd->add_option("--data-dir", r->data_dir, "restore: store directory (default: temporary)");
+  return [o, r, workload] {
+    if (*workload == "restore") {
+      if (o->models.size() != 1) {
+        return Fail("bench", Status::InvalidArgument("--workload restore needs one -m MODEL"));
+      }
+      r->model = o->models[0];
+      r->threads = o->threads.empty() ? 0 : o->threads.back();
+      r->repetitions = o->quick ? 1 : o->repetitions;
+      Status s = RunRestoreBench(*r);
+      return s.ok() ? 0 : Fail("bench", s);
+    }
     auto rows = RunEngineBench(*o);
     return rows.ok() ? 0 : Fail("bench", rows.status());
   };
