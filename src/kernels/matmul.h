@@ -15,15 +15,6 @@
 
 namespace llms {
 
-// A weight matrix in its storage type: `rows` rows of `cols` values, row-major, each row
-// RowBytes(type, cols) bytes. Non-owning: `data` must outlive the view.
-struct WeightMatrix {
-  WeightType type;
-  size_t rows;
-  size_t cols;
-  const uint8_t* data;
-};
-
 // y[r] = dot(W row r, x) for r in [0, rows). x: cols floats; y: rows floats. Splits rows across
 // pool threads (pool may be null = single thread).
 // REQUIRES: cols is a multiple of the type's block size; y does not overlap x or w.data.

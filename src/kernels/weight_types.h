@@ -86,6 +86,15 @@ std::optional<WeightTypeInfo> GetWeightTypeInfo(uint32_t raw_type);
 // The type named `name` as GetWeightTypeInfo names it ("Q4_K"), or nullopt.
 std::optional<WeightType> ParseWeightType(std::string_view name);
 
+// A weight matrix in its storage type: `rows` rows of `cols` values, row-major, each row
+// RowBytes(type, cols) bytes. Non-owning: `data` must outlive the view.
+struct WeightMatrix {
+  WeightType type;
+  size_t rows;
+  size_t cols;
+  const uint8_t* data;
+};
+
 // Bytes of a row of `n` values, or 0 if n is not a multiple of the block size.
 size_t RowBytes(WeightType type, size_t n);
 

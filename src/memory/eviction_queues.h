@@ -11,7 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "kernels/kv_format.h"
+#include "engine/kv_cache.h"  // KvLevel
 #include "memory/policy.h"
 
 namespace llms {

@@ -75,6 +75,8 @@ Status KvManager::LoadFromStore() {
     LLMS_ASSIGN_OR_RETURN(std::vector<ChunkMeta> metas, store_->ListChunks(r.id));
     for (ChunkMeta& m : metas) {
       if (m.chunk_index >= ctx->chunks.size() || m.level >= kNumKvLevels) continue;
+      // A copy written before the chunk filled up (the writer was cut off by a crash) is stale.
+      if (m.valid_tokens != std::min(T, kv_tokens - m.chunk_index * T)) continue;
       ChunkState& s = ctx->chunks[m.chunk_index];
       s.level = static_cast<KvLevel>(m.level);
       s.on_flash = true;

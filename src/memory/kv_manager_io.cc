@@ -224,8 +224,11 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
         continue;
       }
       const ChunkState& s = ctx->chunks[i];
-      const bool readable = s.on_flash && options_.policy.restore != RestoreMode::kRecomputeOnly;
-      missing.push_back({i, std::min(T, kv - i * T), readable ? s.meta.data_bytes() : 0, layers});
+      const size_t tokens = std::min(T, kv - i * T);
+      // The stored copy must hold every token the context has in that chunk.
+      const bool readable = s.on_flash && s.meta.valid_tokens == tokens &&
+                            options_.policy.restore != RestoreMode::kRecomputeOnly;
+      missing.push_back({i, tokens, readable ? s.meta.data_bytes() : 0, layers});
     }
   }
   const double mean_position = static_cast<double>(kv) / 2.0;

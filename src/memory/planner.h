@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "kernels/kv_format.h"
+#include "engine/kv_cache.h"  // KvLevel
 
 namespace llms {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kernels/kv_format.h"
+#include "engine/kv_cache.h"  // KvLevel
 
 namespace llms {
 

@@ -2,12 +2,14 @@
 
 #include <string>
 
+#include "kernels/weight_ref.h"
+
 namespace llms {
 namespace {
 
 StatusOr<size_t> GetPositive(const GgufFile& f, const std::string& key) {
   auto v = f.GetInt(key);
-  if (!v.ok()) return v.status().WithContext(f.name());
+  if (!v.ok()) return v.status();  // already names the file
   if (*v <= 0 || *v > (int64_t{1} << 32)) {
     return Status::InvalidArgument(f.name() + ": " + key + " = " + std::to_string(*v) +
                                    " is out of range");
@@ -18,7 +20,7 @@ StatusOr<size_t> GetPositive(const GgufFile& f, const std::string& key) {
 StatusOr<float> GetFloatOr(const GgufFile& f, const std::string& key, float fallback) {
   if (!f.Has(key)) return fallback;
   auto v = f.GetFloat(key);
-  if (!v.ok()) return v.status().WithContext(f.name());
+  if (!v.ok()) return v.status();  // already names the file
   return static_cast<float>(*v);
 }
 
@@ -50,7 +52,7 @@ StatusOr<std::vector<float>> BindVector(const GgufFile& f, const std::string& na
                                    DimsString(t->dims) + ", expected [" + std::to_string(n) + "]");
   }
   std::vector<float> out(n);
-  DequantizeRow(WeightMatrix{t->type, 1, n, t->data}, 0, out.data());
+  DequantizeRowRef(t->type, t->data, out.data(), n);  // small: the plain decoder is enough
   return out;
 }
 
