@@ -174,6 +174,10 @@ struct WeightTraitsQ6_K {
     const size_t N = hn::Lanes(df);
     const float d = LoadF16Scale(block + offsetof(BlockQ6_K, d));
     const auto low_mask = hn::Set(di, 0xF), high_bits = hn::Set(di, 0x30), bias = hn::Set(di, 32);
+    // (q - 32) * (d * scale), in ggml's order of operations.
+    auto to_weights = [&](hn::Vec<decltype(di)> q, int8_t scale) HWY_ATTR {
+      return hn::Mul(hn::ConvertTo(df, hn::Sub(q, bias)), hn::Set(df, d * scale));
+    };
     for (size_t half = 0; half < 2; ++half) {
       const uint8_t* ql = block + offsetof(BlockQ6_K, ql) + 64 * half;
       const uint8_t* qh = block + offsetof(BlockQ6_K, qh) + 32 * half;
@@ -185,16 +189,14 @@ struct WeightTraitsQ6_K {
         const auto a = hn::PromoteTo(di, hn::LoadU(d8, ql + l));
         const auto b = hn::PromoteTo(di, hn::LoadU(d8, ql + l + 32));
         const auto h = hn::PromoteTo(di, hn::LoadU(d8, qh + l));
+        // Values l and l+32 first, then l+64 and l+96: one pair live at a time keeps the
+        // decode within 16 registers next to AVX2's accumulators.
         const auto q1 = hn::Or(hn::And(a, low_mask), hn::And(hn::ShiftLeft<4>(h), high_bits));
         const auto q2 = hn::Or(hn::And(b, low_mask), hn::And(hn::ShiftLeft<2>(h), high_bits));
+        sink(base + l, to_weights(q1, sc[is]), base + l + 32, to_weights(q2, sc[is + 2]));
         const auto q3 = hn::Or(hn::ShiftRight<4>(a), hn::And(h, high_bits));
         const auto q4 = hn::Or(hn::ShiftRight<4>(b), hn::And(hn::ShiftRight<2>(h), high_bits));
-        const auto w1 = hn::Mul(hn::ConvertTo(df, hn::Sub(q1, bias)), hn::Set(df, d * sc[is]));
-        const auto w2 = hn::Mul(hn::ConvertTo(df, hn::Sub(q2, bias)), hn::Set(df, d * sc[is + 2]));
-        const auto w3 = hn::Mul(hn::ConvertTo(df, hn::Sub(q3, bias)), hn::Set(df, d * sc[is + 4]));
-        const auto w4 = hn::Mul(hn::ConvertTo(df, hn::Sub(q4, bias)), hn::Set(df, d * sc[is + 6]));
-        sink(base + l, w1, base + l + 32, w2);
-        sink(base + l + 64, w3, base + l + 96, w4);
+        sink(base + l + 64, to_weights(q3, sc[is + 4]), base + l + 96, to_weights(q4, sc[is + 6]));
       }
     }
   }
@@ -241,17 +243,56 @@ HWY_INLINE size_t ChunkBytes(WeightDF df) {
   }
 }
 
+// Tokens per tile. Each token has 4 accumulators, so 4 tokens need 16 registers: fine with
+// AVX-512's 32, but on 16-register targets they would spill, so those take 2 tokens.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr size_t kTokenTile = 2;
+#else
+constexpr size_t kTokenTile = 4;
+#endif
+
+// acc_t += w0 * x_t[i0] and acc'_t += w1 * x_t[i1] for the first kT tokens.
+template <size_t kT>
+HWY_INLINE void MulAddTokens(WeightDF df, WeightVF w0, size_t i0, WeightVF w1, size_t i1,
+                             const float* HWY_RESTRICT x0, const float* HWY_RESTRICT x1,
+                             const float* HWY_RESTRICT x2, const float* HWY_RESTRICT x3,
+                             WeightVF& a0, WeightVF& a1, WeightVF& a2, WeightVF& a3, WeightVF& b0,
+                             WeightVF& b1, WeightVF& b2, WeightVF& b3) {
+  a0 = hn::MulAdd(w0, hn::LoadU(df, x0 + i0), a0);
+  b0 = hn::MulAdd(w1, hn::LoadU(df, x0 + i1), b0);
+  if constexpr (kT > 1) {
+    a1 = hn::MulAdd(w0, hn::LoadU(df, x1 + i0), a1);
+    b1 = hn::MulAdd(w1, hn::LoadU(df, x1 + i1), b1);
+  }
+  if constexpr (kT > 2) {
+    a2 = hn::MulAdd(w0, hn::LoadU(df, x2 + i0), a2);
+    b2 = hn::MulAdd(w1, hn::LoadU(df, x2 + i1), b2);
+  }
+  if constexpr (kT > 3) {
+    a3 = hn::MulAdd(w0, hn::LoadU(df, x3 + i0), a3);
+    b3 = hn::MulAdd(w1, hn::LoadU(df, x3 + i1), b3);
+  }
+}
+
+// Sum of the four chains of one token, plus its scalar tail.
+HWY_INLINE float ReduceChains(WeightDF df, WeightVF a, WeightVF b, WeightVF c, WeightVF e,
+                              float tail) {
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a, b), hn::Add(c, e)))) + tail;
+}
+
 // out[t] = dot(row, x + t * x_stride) for t < kT: each decoded weight vector is used for kT
-// tokens. Token t's products and sums are the same operations whatever kT is, so batching never
-// changes a result. 4 tokens x 2 chains = 8 accumulators, which with the decode temporaries fit
-// the 16 vector registers of SSE4/AVX2.
+// tokens. Each token has 4 FMA chains: the 2 of a sink call, alternating between even and odd
+// blocks, so that even MatVec (kT = 1) keeps 4 FMAs in flight instead of waiting on FMA
+// latency. Token t's operations are the same whatever kT is, so batching never changes a result.
 template <class Traits, size_t kT>
 HWY_INLINE void DotRowTokens(const uint8_t* HWY_RESTRICT row, size_t cols,
                              const float* HWY_RESTRICT x, size_t x_stride,
                              float* HWY_RESTRICT out) {
   static_assert(1 <= kT && kT <= 4, "token tile is 1..4");
   const WeightDF df;
-  WeightVF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  const WeightVF zero = hn::Zero(df);
+  WeightVF a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  WeightVF c0 = zero, c1 = zero, c2 = zero, c3 = zero, e0 = zero, e1 = zero, e2 = zero, e3 = zero;
   const float* x0 = x;
   const float* x1 = kT > 1 ? x + x_stride : x;
   const float* x2 = kT > 2 ? x + 2 * x_stride : x;
@@ -259,26 +300,25 @@ HWY_INLINE void DotRowTokens(const uint8_t* HWY_RESTRICT row, size_t cols,
   const size_t chunk_values = ChunkValues<Traits>(df);
   const size_t chunk_bytes = ChunkBytes<Traits>(df);
   const size_t num_chunks = cols / chunk_values;
-  for (size_t c = 0; c < num_chunks; ++c) {
-    const size_t base = c * chunk_values;
-    auto sink = [&](size_t ofs0, WeightVF w0, size_t ofs1, WeightVF w1) HWY_ATTR {
-      const size_t i0 = base + ofs0, i1 = base + ofs1;
-      a0 = hn::MulAdd(w0, hn::LoadU(df, x0 + i0), a0);
-      b0 = hn::MulAdd(w1, hn::LoadU(df, x0 + i1), b0);
-      if constexpr (kT > 1) {
-        a1 = hn::MulAdd(w0, hn::LoadU(df, x1 + i0), a1);
-        b1 = hn::MulAdd(w1, hn::LoadU(df, x1 + i1), b1);
-      }
-      if constexpr (kT > 2) {
-        a2 = hn::MulAdd(w0, hn::LoadU(df, x2 + i0), a2);
-        b2 = hn::MulAdd(w1, hn::LoadU(df, x2 + i1), b2);
-      }
-      if constexpr (kT > 3) {
-        a3 = hn::MulAdd(w0, hn::LoadU(df, x3 + i0), a3);
-        b3 = hn::MulAdd(w1, hn::LoadU(df, x3 + i1), b3);
-      }
-    };
-    Traits::DecodeBlock(df, row + c * chunk_bytes, sink);
+  size_t base = 0;  // first value of the block being decoded
+  auto even = [&](size_t ofs0, WeightVF w0, size_t ofs1, WeightVF w1) HWY_ATTR {
+    MulAddTokens<kT>(df, w0, base + ofs0, w1, base + ofs1, x0, x1, x2, x3, a0, a1, a2, a3, b0, b1,
+                     b2, b3);
+  };
+  auto odd = [&](size_t ofs0, WeightVF w0, size_t ofs1, WeightVF w1) HWY_ATTR {
+    MulAddTokens<kT>(df, w0, base + ofs0, w1, base + ofs1, x0, x1, x2, x3, c0, c1, c2, c3, e0, e1,
+                     e2, e3);
+  };
+  size_t c = 0;
+  for (; c + 2 <= num_chunks; c += 2) {
+    base = c * chunk_values;
+    Traits::DecodeBlock(df, row + c * chunk_bytes, even);
+    base += chunk_values;
+    Traits::DecodeBlock(df, row + (c + 1) * chunk_bytes, odd);
+  }
+  if (c < num_chunks) {
+    base = c * chunk_values;
+    Traits::DecodeBlock(df, row + c * chunk_bytes, even);
   }
   float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   if constexpr (Traits::kBlockValues == 0) {
@@ -290,28 +330,34 @@ HWY_INLINE void DotRowTokens(const uint8_t* HWY_RESTRICT row, size_t cols,
       if constexpr (kT > 3) tail[3] += w * x3[i];
     }
   }
-  out[0] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0))) + tail[0];
-  if constexpr (kT > 1) out[1] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1))) + tail[1];
-  if constexpr (kT > 2) out[2] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2))) + tail[2];
-  if constexpr (kT > 3) out[3] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3))) + tail[3];
+  out[0] = ReduceChains(df, a0, b0, c0, e0, tail[0]);
+  if constexpr (kT > 1) out[1] = ReduceChains(df, a1, b1, c1, e1, tail[1]);
+  if constexpr (kT > 2) out[2] = ReduceChains(df, a2, b2, c2, e2, tail[2]);
+  if constexpr (kT > 3) out[3] = ReduceChains(df, a3, b3, c3, e3, tail[3]);
 }
 
-// Rows per unit of parallel work: 16 floats of y fill one 64-byte cache line, so two threads
-// never write the same line.
+// Row ranges are multiples of 16 rows: 16 floats of y fill one 64-byte cache line, so two
+// threads never write the same line.
 constexpr size_t kRowGrain = 16;
-// Fewer multiply-adds than this per unit (a few microseconds) do not repay waking a thread.
-constexpr size_t kMinValuesPerUnit = size_t{1} << 15;
+// About 4 ranges per thread: enough for the pool's dynamic claiming to even out a thread that
+// starts late, few enough that each range reuses its activation tiles over many rows.
+constexpr size_t kRangesPerThread = 4;
+// Fewer multiply-adds than this per range (a few microseconds) do not repay waking a thread.
+constexpr size_t kMinMulAddsPerRange = size_t{1} << 15;
 // Weight bytes decoded for every token tile while they stay in L2: a quarter of a 1 MiB L2,
 // leaving room for the activation tile and the outputs.
 constexpr size_t kWeightBlockBytes = size_t{256} << 10;
-constexpr size_t kTokenTile = 4;
 
-// Runs fn(begin, end) over [0, rows) on the pool, in row ranges of whole grains.
+// Runs fn(begin, end) over row ranges covering [0, w.rows), on the pool if there is enough
+// work for more than one range.
 template <class Fn>
-HWY_INLINE void ForRowRanges(const WeightMatrix& w, ThreadPool* pool, const Fn& fn) {
-  size_t grain = std::max(kRowGrain, kMinValuesPerUnit / std::max<size_t>(w.cols, 1));
+HWY_INLINE void ForRowRanges(const WeightMatrix& w, size_t n, ThreadPool* pool, const Fn& fn) {
+  const size_t threads = pool == nullptr ? 1 : static_cast<size_t>(pool->num_threads());
+  const size_t mul_adds_per_row = std::max<size_t>(w.cols * n, 1);
+  size_t grain = std::max(
+      {kRowGrain, kMinMulAddsPerRange / mul_adds_per_row, w.rows / (kRangesPerThread * threads)});
   grain = (grain + kRowGrain - 1) / kRowGrain * kRowGrain;
-  if (pool == nullptr || w.rows <= grain) return fn(size_t{0}, w.rows);
+  if (threads == 1 || w.rows <= grain) return fn(size_t{0}, w.rows);
   pool->ParallelFor(w.rows, grain, fn);
 }
 
@@ -336,20 +382,18 @@ HWY_NOINLINE void MatMulRows(const WeightMatrix& w, const float* HWY_RESTRICT x,
   for (size_t rb = r0; rb < r1; rb += block_rows) {
     const size_t re = std::min(r1, rb + block_rows);
     size_t t = 0;
-    for (; t + kTokenTile <= n; t += kTokenTile) MatMulTile<Traits, 4>(w, x, t, y, rb, re);
-    switch (n - t) {
-      case 3:
-        MatMulTile<Traits, 3>(w, x, t, y, rb, re);
-        break;
-      case 2:
-        MatMulTile<Traits, 2>(w, x, t, y, rb, re);
-        break;
-      case 1:
-        MatMulTile<Traits, 1>(w, x, t, y, rb, re);
-        break;
-      default:
-        break;
+    for (; t + kTokenTile <= n; t += kTokenTile) {
+      MatMulTile<Traits, kTokenTile>(w, x, t, y, rb, re);
     }
+    // Fewer than kTokenTile tokens left; only tile sizes below kTokenTile are instantiated.
+    const size_t left = n - t;
+    if constexpr (kTokenTile > 3) {
+      if (left == 3) MatMulTile<Traits, 3>(w, x, t, y, rb, re);
+    }
+    if constexpr (kTokenTile > 2) {
+      if (left == 2) MatMulTile<Traits, 2>(w, x, t, y, rb, re);
+    }
+    if (left == 1) MatMulTile<Traits, 1>(w, x, t, y, rb, re);
   }
 }
 
@@ -358,7 +402,7 @@ HWY_NOINLINE void MatMulImpl(const WeightMatrix& w, const float* HWY_RESTRICT x,
   LLMS_DCHECK(w.cols == 0 || RowBytes(w.type, w.cols) != 0);
   WithWeightTraits(w.type, [&](auto traits) HWY_ATTR {
     using Traits = decltype(traits);
-    ForRowRanges(w, pool, [&](size_t begin, size_t end) HWY_ATTR {
+    ForRowRanges(w, n, pool, [&](size_t begin, size_t end) HWY_ATTR {
       MatMulRows<Traits>(w, x, n, y, begin, end);
     });
   });

@@ -235,7 +235,9 @@ void QuantizeK(const float* x, uint8_t* row, size_t n) {
   }
 }
 
-[[maybe_unused]] bool IsWholeBlocks(WeightType type, size_t n) { return n == 0 || RowBytes(type, n) != 0; }
+[[maybe_unused]] bool IsWholeBlocks(WeightType type, size_t n) {
+  return n == 0 || RowBytes(type, n) != 0;
+}
 
 }  // namespace
 

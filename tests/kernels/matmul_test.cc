@@ -115,7 +115,8 @@ TEST_P(MatMulTest, MatchesReference) {
   for (size_t cols : ColsFor(type())) {
     for (size_t rows : kRows) {
       SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols);
-      const TestMatrix m = MakeMatrix(type(), rows, cols, static_cast<uint32_t>(rows * 1000 + cols));
+      const TestMatrix m =
+          MakeMatrix(type(), rows, cols, static_cast<uint32_t>(rows * 1000 + cols));
       const std::vector<float> x = testing::RandomFloats(kMaxTokens * cols, 77, -2.0f, 2.0f);
       CheckMatrix(m, x, &pool_);
       if (HasFatalFailure()) return;
@@ -166,38 +167,47 @@ INSTANTIATE_TEST_SUITE_P(
                                          WeightType::kQ6_K)),
     ParamName);
 
-// Not a test: weight streaming throughput on the best target, printed for a human. Run with
-// --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'. Enough distinct matrices are
-// cycled through that they cannot stay in the last-level cache.
+// Best time of `reps` runs of MatMul over every matrix in `ms`, per matrix.
+double BestSecondsPerMatrix(const std::vector<TestMatrix>& ms, const float* x, size_t n, float* y,
+                            ThreadPool* pool, int reps) {
+  double best = 1e30;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    for (const TestMatrix& m : ms) MatMul(m.view, x, n, y, pool);
+    const std::chrono::duration<double> s = std::chrono::steady_clock::now() - start;
+    best = std::min(best, s.count() / static_cast<double>(ms.size()));
+  }
+  return best;
+}
+
+// Not a test: weight throughput on the best target, printed for a human. Run with
+// --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'. "dram" cycles through enough
+// copies (256 MiB) that they cannot stay in the last-level cache; "l3" reuses one matrix.
 TEST(MatMulBench, DISABLED_Throughput) {
   const size_t rows = 2048, cols = 5632;
   const WeightType types[] = {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_K,
-                              WeightType::kQ6_K, WeightType::kF16, WeightType::kBF16};
+                              WeightType::kQ6_K, WeightType::kF16,  WeightType::kBF16};
   const std::vector<float> x = testing::RandomFloats(cols * 8, 1);
   std::vector<float> y(rows * 8);
   for (WeightType type : types) {
     const size_t matrix_bytes = rows * RowBytes(type, cols);
     const size_t copies = std::max<size_t>(2, (size_t{256} << 20) / matrix_bytes);
-    std::vector<TestMatrix> ms;
-    ms.push_back(MakeMatrix(type, rows, cols, 1));
+    std::vector<TestMatrix> ms(1, MakeMatrix(type, rows, cols, 1));
     for (size_t i = 1; i < copies; ++i) {
       ms.push_back(ms[0]);
       ms.back().view.data = ms.back().bytes.data();
     }
+    const std::vector<TestMatrix> one(ms.begin(), ms.begin() + 1);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
       for (size_t n : {size_t{1}, size_t{8}}) {
-        double best = 1e30;
-        for (int rep = 0; rep < 5; ++rep) {
-          const auto start = std::chrono::steady_clock::now();
-          for (const TestMatrix& m : ms) MatMul(m.view, x.data(), n, y.data(), &pool);
-          const double s =
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-          best = std::min(best, s / copies);
-        }
-        std::printf("%-5s %zux%zu n=%zu threads=%d: %7.1f us  %6.1f GB/s weights  %6.1f GFLOP/s\n",
-                    GetWeightTypeInfo(type)->name, rows, cols, n, threads, best * 1e6,
-                    matrix_bytes / best * 1e-9, 2.0 * rows * cols * n / best * 1e-9);
+        const double dram = BestSecondsPerMatrix(ms, x.data(), n, y.data(), &pool, 5);
+        const double l3 = BestSecondsPerMatrix(one, x.data(), n, y.data(), &pool, 50);
+        std::printf(
+            "%-5s n=%zu threads=%d: dram %7.1f us %5.1f GB/s | l3 %7.1f us %5.1f GB/s %6.1f "
+            "GFLOP/s\n",
+            GetWeightTypeInfo(type)->name, n, threads, dram * 1e6, matrix_bytes / dram * 1e-9,
+            l3 * 1e6, matrix_bytes / l3 * 1e-9, 2.0 * rows * cols * n / l3 * 1e-9);
       }
     }
   }

@@ -69,8 +69,8 @@ TEST(WeightRefLayout, Q4_K) {
   }
   const std::vector<float> y = Dequantize(WeightType::kQ4_K, BytesOf(b), 256);
   for (int i = 0; i < 256; ++i) {
-    const int j = i / 32;                       // sub-block
-    const int byte = 32 * (i / 64) + i % 32;    // 32 bytes per 64 values
+    const int j = i / 32;                     // sub-block
+    const int byte = 32 * (i / 64) + i % 32;  // 32 bytes per 64 values
     const int q = (j % 2 == 0) ? b.qs[byte] & 0xF : b.qs[byte] >> 4;
     const float expected = 0.5f * sc[j] * q - 0.25f * mn[j];
     EXPECT_EQ(y[i], expected) << i;
@@ -251,7 +251,7 @@ TEST(WeightRefQuantize, RoundTripWithinBounds) {
   for (WeightType type : kAllTypes) {
     for (uint32_t seed = 1; seed <= 4; ++seed) {
       ExpectRoundTrip(type, testing::RandomFloats(1024, seed));
-      ExpectRoundTrip(type, testing::RandomFloats(512, seed + 100, 0.5f, 3.0f));  // all > 0
+      ExpectRoundTrip(type, testing::RandomFloats(512, seed + 100, 0.5f, 3.0f));    // all > 0
       ExpectRoundTrip(type, testing::RandomFloats(512, seed + 200, -4.0f, -0.1f));  // all < 0
       ExpectRoundTrip(type, testing::RandomFloats(256, seed + 300, -1e-3f, 2e-3f));
     }
