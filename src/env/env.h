@@ -1,16 +1,56 @@
 // Env: the seam between llms and the file system (after LevelDB's Env). Everything that touches
-// files goes through it, so tests can substitute in-memory files and inject faults.
+// files goes through it, so tests can substitute in-memory files and inject faults
+// (env/fault_env.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
 namespace llms {
+
+// Direct I/O (O_DIRECT) moves bytes between the device and user memory without the page cache,
+// so the buffer address, the file offset and the length must all be multiples of the device's
+// logical block size. 4096 covers every flash device we target (512-byte and 4 KiB sectors) and
+// is the page size, so one value serves both.
+inline constexpr size_t kDirectIoAlignment = 4096;
+
+// `n` rounded up to a multiple of kDirectIoAlignment.
+constexpr uint64_t AlignUp(uint64_t n) {
+  return (n + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
+}
+constexpr uint64_t AlignDown(uint64_t n) { return n / kDirectIoAlignment * kDirectIoAlignment; }
+constexpr bool IsAligned(uint64_t n) { return n % kDirectIoAlignment == 0; }
+
+// Heap memory whose address is a multiple of kDirectIoAlignment and whose size is rounded up to
+// one, as direct I/O requires. Zero-filled on allocation. Move-only.
+// Thread safety: none; like a std::vector.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  // An AlignedBuffer of AlignUp(size) bytes (at least one block). ResourceExhausted when the
+  // allocation fails.
+  static StatusOr<AlignedBuffer> Allocate(size_t size);
+
+  uint8_t* data() { return data_.get(); }
+  const uint8_t* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  std::span<uint8_t> span() { return {data_.get(), size_}; }
+  std::span<const uint8_t> span() const { return {data_.get(), size_}; }
+
+ private:
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, FreeDeleter> data_;  // from std::aligned_alloc
+  size_t size_ = 0;
+};
 
 // Read-only bytes of a whole file, memory-mapped or held in memory.
 // Thread safety: immutable; safe to read from any thread.
@@ -30,6 +70,43 @@ class WritableFile {
   virtual Status Close() = 0;
 };
 
+// A file read and written at explicit offsets (pread/pwrite), optionally with direct I/O.
+//
+// Alignment contract: when the file was opened with direct_io requested, every Read and Write
+// must use an offset, a length and a buffer address that are multiples of kDirectIoAlignment
+// (use AlignedBuffer); anything else is InvalidArgument and touches nothing. The contract holds
+// even when the file system refused O_DIRECT and the file fell back to buffered I/O
+// (direct_io_active() false), so code tested on one file system works on the other.
+//
+// Thread safety: Read, Write, Sync and Size may run concurrently from any threads (they map to
+// pread/pwrite/fdatasync/fstat); concurrent writes to overlapping ranges give unspecified bytes.
+class RandomRWFile {
+ public:
+  virtual ~RandomRWFile() = default;
+
+  // Reads up to out.size() bytes at `offset` and returns how many were read: fewer only when
+  // the file ends first (0 at or past the end). Errors are IOError naming the path and offset.
+  virtual StatusOr<size_t> Read(uint64_t offset, std::span<uint8_t> out) = 0;
+  // Writes all of `data` at `offset`, extending the file if needed. Not durable until Sync.
+  // ResourceExhausted when the file system is full (ENOSPC); some bytes may then be written.
+  virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Makes every completed Write durable, including a grown size (fdatasync).
+  virtual Status Sync() = 0;
+  virtual StatusOr<uint64_t> Size() = 0;
+  // Sets the size to `size` (drops or zero-extends the tail). Durable after the next Sync.
+  virtual Status Truncate(uint64_t size) = 0;
+
+  virtual const std::string& path() const = 0;
+  // True when reads and writes bypass the page cache (O_DIRECT took effect). When O_DIRECT was
+  // requested but the file system refused it (tmpfs on old kernels, ramfs), this is false and
+  // the file drops its pages after each read and sync with posix_fadvise(DONTNEED) instead.
+  virtual bool direct_io_active() const = 0;
+  // The POSIX descriptor for callers that submit I/O themselves (io_uring), or -1 when this
+  // file is not a plain POSIX file (fault-injecting or in-memory wrappers): such callers must
+  // then use Read so the wrapper sees every access. Valid while the file is open.
+  virtual int NativeHandleOrMinusOne() const { return -1; }
+};
+
 // Thread safety: every method may be called from any thread.
 class Env {
  public:
@@ -44,6 +121,24 @@ class Env {
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual Status RemoveFile(const std::string& path) = 0;
   virtual bool FileExists(const std::string& path) = 0;
+
+  // The methods below have defaults that return Unavailable so that Envs written before they
+  // existed still compile; the POSIX Env and FaultEnv implement them all.
+
+  // Opens `path` for reading and writing, creating it (mode 0644) if missing; never truncates.
+  // With direct_io, tries O_DIRECT and falls back to buffered I/O when the file system refuses
+  // it (see RandomRWFile::direct_io_active). The caller should SyncDir the parent after
+  // creating a file that must survive power loss.
+  virtual StatusOr<std::unique_ptr<RandomRWFile>> OpenRandomRWFile(const std::string& path,
+                                                                   bool direct_io);
+  // Creates directory `path` (mode 0755). OK if it already exists as a directory.
+  virtual Status CreateDir(const std::string& path);
+  // The names in directory `path`, without "." and "..", in no particular order.
+  virtual StatusOr<std::vector<std::string>> ListDir(const std::string& path);
+  // Makes the entries of directory `path` durable (files created, renamed or removed in it).
+  virtual Status SyncDir(const std::string& path);
+  // Bytes available to this process on the file system holding `path`.
+  virtual StatusOr<uint64_t> GetFreeSpace(const std::string& path);
 };
 
 // A region over bytes held in memory (for tests and generated data).

@@ -42,6 +42,13 @@ std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo, float hi) {
   return out;
 }
 
+std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (uint8_t& b : out) b = static_cast<uint8_t>(rng() >> 56);
+  return out;
+}
+
 void ForEachTarget(const std::function<void(const char* target)>& fn) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);

@@ -52,6 +52,8 @@ class TempDir {
 
 // Seeded random data: the same seed gives the same values on every run and machine.
 std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+// Seeded random bytes (chunk payloads in store tests): same seed, same bytes.
+std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed);
 
 // Runs fn(target_name) once for every SIMD target this binary has and this CPU runs, with
 // dynamic dispatch forced to that target, then restores the default. Kernels are checked on

@@ -1,0 +1,175 @@
+// ChunkStore: the flash persistence layer of contexts and their KV chunks. Contexts (token
+// text, owner, settings) and chunk metadata live in SQLite (meta.sqlite); chunk bytes live in
+// aligned extents of one data file (chunks.dat), each layer slice with its own checksum so a
+// layer can be read and verified alone. Format and recovery rules: docs/store_format.md.
+//
+// Goals: a chunk write is durable when WriteChunk returns and never damages the version it
+// replaces; a crash or power loss at any moment leaves every committed chunk readable; reads
+// bypass the page cache. Non-goals: compression or interpretation of chunk bytes (opaque
+// here), sharing one store between processes, chunk data through the Env of SQLite (meta.sqlite
+// goes through SQLite's own file layer, so FaultEnv faults reach chunks.dat only).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "env/env.h"
+#include "store/extent_map.h"
+#include "store/store_types.h"
+
+namespace llms {
+
+class MetaDb;
+class UringReader;
+
+// Thread safety: every method may be called from any thread concurrently (a background writer,
+// an I/O reader and the main thread). One mutex guards the SQLite connection and the extent
+// map; chunk bytes are written and read outside it, on extents that are reserved for the
+// writer or pinned by the reader, so a rewrite or delete never reuses an extent under a read.
+class ChunkStore {
+ public:
+  struct Options {
+    // Read every chunk at Open and drop those whose checksums fail (costs a full read).
+    bool verify_on_open = false;
+    // Open chunks.dat with O_DIRECT (falls back to buffered + fadvise(DONTNEED) when the file
+    // system refuses; see StoreStats::direct_io).
+    bool direct_io = true;
+    // Batched reads (ReadLayers) go through io_uring with this queue depth when the kernel
+    // allows it; 0 always uses pread. 8 saturated the measured device (docs/store_format.md).
+    unsigned io_uring_depth = 8;
+  };
+
+  // One request of ReadLayers.
+  struct LayerRead {
+    const ChunkMeta* meta = nullptr;  // must outlive the call
+    uint32_t layer = 0;
+    std::span<uint8_t> out;  // meta->layer_bytes bytes
+    Status status;           // out: this request's result
+  };
+
+  // One chunk of WriteChunks: `meta` as for WriteChunk, `bytes` its data_bytes() bytes.
+  struct ChunkWrite {
+    ChunkMeta meta;
+    std::span<const uint8_t> bytes;
+  };
+
+  // Opens the store in directory `dir` (created if missing) through `env`, which must outlive
+  // the store, and runs recovery (see recovery()). Unavailable when another ChunkStore (in this
+  // or another process) has it open; InvalidArgument for another schema version; IOError or
+  // Corruption when meta.sqlite cannot be read.
+  static StatusOr<std::unique_ptr<ChunkStore>> Open(Env* env, const std::string& dir,
+                                                    const Options& options);
+  // REQUIRES: no call of this store is running.
+  ~ChunkStore();
+
+  // Contexts. Unknown ids are NotFound.
+  StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> tokens,
+                                   const std::string& settings = "");
+  // Replaces the token text. With drop_chunks_from set, chunks with index >= it are deleted in
+  // the same transaction (for a token text that shrank or changed from that chunk on).
+  static constexpr uint32_t kKeepChunks = UINT32_MAX;
+  Status UpdateContextTokens(uint64_t id, std::span<const int32_t> tokens,
+                             uint32_t drop_chunks_from = kKeepChunks);
+  Status UpdateContextSettings(uint64_t id, const std::string& settings);
+  StatusOr<ContextRecord> GetContext(uint64_t id);
+  StatusOr<std::vector<ContextRecord>> ListContexts();  // by id
+  // Deletes the context and all its chunks; their extents are reused.
+  Status DeleteContext(uint64_t id);
+
+  // Stores one chunk (`bytes`: num_layers slices of layer_bytes, layer-major) and returns its
+  // metadata with the store's fields filled. Durable on return; replaces any previous version
+  // of (context_id, chunk_index), which stays intact until the new one is committed.
+  // InvalidArgument for bad sizes; NotFound for an unknown context; ResourceExhausted when the
+  // disk is full (nothing stored is lost); IOError otherwise.
+  StatusOr<ChunkMeta> WriteChunk(const ChunkMeta& meta, std::span<const uint8_t> bytes);
+  // WriteChunk for several chunks with one data sync and one transaction: all or nothing.
+  // InvalidArgument when two writes name the same chunk.
+  StatusOr<std::vector<ChunkMeta>> WriteChunks(std::span<const ChunkWrite> writes);
+
+  // The stored chunks of a context, by chunk_index (empty when none is stored). NotFound for
+  // an unknown context.
+  StatusOr<std::vector<ChunkMeta>> ListChunks(uint64_t context_id);
+  // NotFound when the chunk is not stored.
+  StatusOr<ChunkMeta> GetChunk(uint64_t context_id, uint32_t chunk_index);
+  // Deletes one chunk (NotFound when not stored) or every chunk with index >= first_dropped
+  // (OK when there is none). NotFound for an unknown context.
+  Status DeleteChunk(uint64_t context_id, uint32_t chunk_index);
+  Status TruncateContextChunks(uint64_t context_id, uint32_t first_dropped);
+
+  // Reads layer `layer` of the chunk `meta` (as returned by the store) into `out` (layer_bytes
+  // bytes) after checking its checksum. Corruption naming context, chunk, layer and offset on a
+  // mismatch or a short read; NotFound when `meta` is no longer the stored version (rewritten
+  // or deleted since); InvalidArgument for a bad layer or size.
+  Status ReadLayer(const ChunkMeta& meta, uint32_t layer, std::span<uint8_t> out);
+  // Reads the whole chunk (data_bytes() bytes into `out`) with one request; checks every layer
+  // and reports the first bad one.
+  Status ReadChunk(const ChunkMeta& meta, std::span<uint8_t> out);
+  // Runs many ReadLayer requests at once (io_uring when available): each request gets its own
+  // status; returns the first failure, or OK.
+  Status ReadLayers(std::span<LayerRead> reads);
+
+  StoreStats stats() const;
+  const RecoveryReport& recovery() const { return recovery_; }
+  const std::string& dir() const { return dir_; }
+
+  // Test hook: WriteChunks fails with IOError after syncing the data and before committing
+  // the metadata, as a crash at that moment would (STYLE rule 21).
+  void TEST_FailBeforeCommit(bool fail) { test_fail_before_commit_ = fail; }
+
+ private:
+  struct OpenKey {
+    explicit OpenKey() = default;
+  };
+  struct Pinned;  // a read request with its pinned extent range (chunk_store.cc)
+
+ public:
+  // Use Open.
+  ChunkStore(OpenKey, Env* env, std::string dir, const Options& options);
+
+ private:
+  Status Recover();
+  // Why the committed row `c` cannot be trusted, or empty; `file_size` is chunks.dat's size.
+  std::string CheckRecoveredRow(const ChunkMeta& c, uint64_t file_size);
+
+  StatusOr<std::vector<ChunkMeta>> PrepareWrites(std::span<const ChunkWrite> writes) const;
+  Status WriteExtents(std::span<const ChunkMeta> metas, std::span<const ChunkWrite> writes);
+  Status FullStatusLocked(const Status& s, uint64_t need) const;
+  // Gives the extents of deleted or replaced rows back and shrinks chunks.dat if its tail is
+  // free. REQUIRES: mu_ held.
+  void RetireLocked(std::span<const ChunkMeta> rows);
+  void ShrinkLocked();
+
+  // The read pipeline: pin (under mu_), read (outside it), unpin, verify and copy out.
+  Status Read(std::span<Pinned> reqs);
+  void ReadPinned(std::span<Pinned> reqs);
+  void Verify(Pinned& p);
+
+  Env* const env_;
+  const std::string dir_;
+  const std::string data_path_;
+  const Options options_;
+  std::unique_ptr<RandomRWFile> data_;  // set in Open, then immutable
+  RecoveryReport recovery_;             // set in Open, then immutable
+
+  mutable std::mutex mu_;
+  std::unique_ptr<MetaDb> meta_;  // guarded by mu_
+  ExtentMap extents_;             // guarded by mu_
+  uint64_t file_size_ = 0;        // guarded by mu_; upper bound of chunks.dat's size
+
+  // Set in Open, then immutable; null without io_uring. uring_mu_ lets one batch use the ring
+  // at a time; a batch that finds it busy uses pread rather than wait.
+  std::unique_ptr<UringReader> uring_;
+  std::mutex uring_mu_;
+
+  std::atomic<uint64_t> reads_{0}, bytes_read_{0}, writes_{0}, bytes_written_{0}, syncs_{0};
+  std::atomic<uint64_t> checksum_failures_{0};
+  std::atomic<bool> test_fail_before_commit_{false};
+};
+
+}  // namespace llms
