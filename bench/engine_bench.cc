@@ -167,22 +167,22 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
         }
         EngineBenchRow row;
         row.model = std::filesystem::path(path).filename().string();
-        row.type = type.empty() ? GetWeightTypeInfo(model->weights().layers[0].wq.type)->name : type;
+        row.type =
+            type.empty() ? GetWeightTypeInfo(model->weights().layers[0].wq.type)->name : type;
         row.threads = o.threads[ti];
         row.context = context;
         row.prefill_tok_s = Median(prefill);
         row.decode_tok_s = Median(decode);
         const KvLayout& L = engine->kv_layout();
-        const double kv_bytes = static_cast<double>(context) / L.chunk_tokens *
-                                L.LayerBytes(*kv) * model->config().n_layers;
-        row.decode_gb_s = (static_cast<double>(model->WeightBytes()) + kv_bytes) *
-                          row.decode_tok_s / 1e9;
+        const double kv_bytes = static_cast<double>(context) / L.chunk_tokens * L.LayerBytes(*kv) *
+                                model->config().n_layers;
+        row.decode_gb_s =
+            (static_cast<double>(model->WeightBytes()) + kv_bytes) * row.decode_tok_s / 1e9;
         row.bandwidth_fraction = row.decode_gb_s / bandwidth[ti];
         row.attention_share = Median(share);
-        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%%\n",
-                    row.model.c_str(), row.type.c_str(), row.threads, row.context,
-                    row.prefill_tok_s, row.decode_tok_s, row.decode_gb_s,
-                    100 * row.bandwidth_fraction, 100 * row.attention_share);
+        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%%\n", row.model.c_str(),
+                    row.type.c_str(), row.threads, row.context, row.prefill_tok_s, row.decode_tok_s,
+                    row.decode_gb_s, 100 * row.bandwidth_fraction, 100 * row.attention_share);
         std::fflush(stdout);
         rows.push_back(row);
       }

@@ -22,7 +22,7 @@ struct EngineBenchOptions {
   std::vector<size_t> contexts = {128};  // decode measured after a prompt of this many tokens
   size_t prefill_tokens = 128;
   size_t decode_tokens = 16;
-  int repetitions = 3;  // the median is reported
+  int repetitions = 3;     // the median is reported
   std::string kv = "f16";  // KV precision of completed chunks during decode
   bool quick = false;      // one repetition and a smaller bandwidth buffer (CI smoke run)
 };
@@ -32,9 +32,9 @@ struct EngineBenchRow {
   int threads = 0;
   size_t context = 0;
   double prefill_tok_s = 0, decode_tok_s = 0;
-  double decode_gb_s = 0;          // weight + KV bytes read per decode step x steps/s
-  double bandwidth_fraction = 0;   // decode_gb_s / measured read bandwidth at this thread count
-  double attention_share = 0;      // fraction of decode time spent in attention
+  double decode_gb_s = 0;         // weight + KV bytes read per decode step x steps/s
+  double bandwidth_fraction = 0;  // decode_gb_s / measured read bandwidth at this thread count
+  double attention_share = 0;     // fraction of decode time spent in attention
 };
 
 // Runs the benchmark, printing progress to stderr and the table to stdout.

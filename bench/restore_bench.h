@@ -11,8 +11,8 @@
 namespace llms {
 
 struct RestoreBenchOptions {
-  std::string model;         // GGUF file
-  std::string data_dir;      // store directory (default: a fresh temporary one)
+  std::string model;     // GGUF file
+  std::string data_dir;  // store directory (default: a fresh temporary one)
   size_t context_tokens = 2048;
   int threads = 0;
   std::string policy = "llms";

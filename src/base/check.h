@@ -6,12 +6,12 @@
 #include <cstdlib>
 
 #if !defined(NDEBUG) || defined(LLMS_DEBUG_CHECKS)
-#define LLMS_DCHECK(cond)                                                        \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
+#define LLMS_DCHECK(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
       std::fprintf(stderr, "%s:%d: LLMS_DCHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                              \
-    }                                                                            \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)
 #else
 #define LLMS_DCHECK(cond) \

@@ -85,9 +85,9 @@ class [[nodiscard]] StatusOr {
 #define LLMS_CONCAT(a, b) LLMS_CONCAT_INNER(a, b)
 
 // Returns early from the enclosing function when `expr` is not OK.
-#define LLMS_RETURN_IF_ERROR(expr)           \
-  do {                                       \
-    ::llms::Status llms_status_ = (expr);    \
+#define LLMS_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::llms::Status llms_status_ = (expr);        \
     if (!llms_status_.ok()) return llms_status_; \
   } while (0)
 

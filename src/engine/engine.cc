@@ -157,7 +157,8 @@ Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
   Grow(&hb_, n * c.ffn_dim);
   Grow(&hb2_, n * c.ffn_dim);
   const LlamaWeights& w = model_->weights();
-  for (size_t i = 0; i < n; ++i) DequantizeRow(w.token_embd, static_cast<size_t>(rows[i].token), &x_[i * c.dim]);
+  for (size_t i = 0; i < n; ++i)
+    DequantizeRow(w.token_embd, static_cast<size_t>(rows[i].token), &x_[i * c.dim]);
 
   const bool stats = options.collect_attention_stats;
   for (auto& p : probs_) {
@@ -244,8 +245,8 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
     const size_t i = item / kv_heads, g = item % kv_heads;
     // Probabilities are recorded relative to uniform attention over the visible positions, so
     // a token's density does not depend on how long the context was when it was seen.
-    const AttentionArgs args{&layout_, g, n_rep, rows[i].pos, scale,
-                             static_cast<float>(rows[i].pos + 1)};
+    const AttentionArgs args{&layout_,    g,     n_rep,
+                             rows[i].pos, scale, static_cast<float>(rows[i].pos + 1)};
     const size_t q_off = i * c.q_width() + g * n_rep * c.head_dim;
     float* probs = stats && rows[i].is_new ? probs_[ti].data() : nullptr;
     AttendGroup(args, refs, &q_[q_off], &att_[q_off], scratch.data(), probs);

@@ -20,8 +20,8 @@
 namespace llms {
 
 struct EngineOptions {
-  int threads = 0;            // 0: one per core
-  size_t chunk_tokens = 16;   // tokens per KV chunk; a multiple of 8 in [8, 256]
+  int threads = 0;           // 0: one per core
+  size_t chunk_tokens = 16;  // tokens per KV chunk; a multiple of 8 in [8, 256]
 };
 
 enum class LogitsMode {
@@ -87,8 +87,8 @@ class Engine {
   Engine(const LlamaModel* model, const KvLayout& layout, int threads);
   Status PlanRows(const KvCache& cache, std::span<const int32_t> tokens,
                   const ForwardOptions& options, std::vector<Row>* rows) const;
-  Status PrepareChunks(KvCache* cache, const std::vector<Row>& rows,
-                       const ForwardOptions& options, size_t total_tokens);
+  Status PrepareChunks(KvCache* cache, const std::vector<Row>& rows, const ForwardOptions& options,
+                       size_t total_tokens);
   Status CheckLayerPresent(const KvCache& cache, size_t layer, size_t total_tokens) const;
   void Attention(KvCache* cache, size_t layer, const std::vector<Row>& rows, bool stats);
   void StoreKv(KvCache* cache, size_t layer, const std::vector<Row>& rows);

@@ -86,9 +86,9 @@ class KvChunk {
   size_t num_layers_;
   KvLevel level_;
   size_t valid_tokens_ = 0;
-  std::vector<uint8_t> data_;     // num_layers x layer_bytes()
-  std::vector<uint8_t> present_;  // per layer
-  std::vector<float> prob_sum_;   // [chunk_tokens]
+  std::vector<uint8_t> data_;      // num_layers x layer_bytes()
+  std::vector<uint8_t> present_;   // per layer
+  std::vector<float> prob_sum_;    // [chunk_tokens]
   std::vector<float> prob_count_;  // [chunk_tokens]
 };
 

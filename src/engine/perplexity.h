@@ -14,8 +14,8 @@
 namespace llms {
 
 struct LossOptions {
-  size_t window = 512;      // tokens per window including BOS
-  size_t max_windows = 0;   // 0: every whole window of the stream
+  size_t window = 512;     // tokens per window including BOS
+  size_t max_windows = 0;  // 0: every whole window of the stream
   // KV precision: f16 evaluates each window in one pass; a lower level feeds the window chunk
   // by chunk and converts every completed chunk to that level before later tokens attend to it.
   KvLevel kv_level = KvLevel::kF16;
@@ -23,7 +23,7 @@ struct LossOptions {
 };
 
 struct LossResult {
-  double mean_nll = 0;   // nats per scored token
+  double mean_nll = 0;  // nats per scored token
   double perplexity = 0;
   size_t windows = 0;
   size_t scored_tokens = 0;

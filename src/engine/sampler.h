@@ -14,10 +14,10 @@
 namespace llms {
 
 struct SamplingOptions {
-  float temperature = 0.8f;    // 0: greedy (argmax)
-  int top_k = 40;              // 0: off
-  float top_p = 0.95f;         // 1: off
-  float repeat_penalty = 1.0f; // 1: off; > 1 discourages the last `repeat_last_n` tokens
+  float temperature = 0.8f;     // 0: greedy (argmax)
+  int top_k = 40;               // 0: off
+  float top_p = 0.95f;          // 1: off
+  float repeat_penalty = 1.0f;  // 1: off; > 1 discourages the last `repeat_last_n` tokens
   int repeat_last_n = 64;
   uint64_t seed = 0;
 

@@ -73,7 +73,8 @@ HWY_INLINE void ChunkScores(const AttentionArgs& a, const KvChunkRef& c, size_t 
     }
   }
   for (size_t r = 0; r < a.n_rep; ++r) {
-    for (size_t t = 0; t < valid; ++t) scores[r * score_stride + c.start_pos + t] = acc[r * T + t] * a.scale;
+    for (size_t t = 0; t < valid; ++t)
+      scores[r * score_stride + c.start_pos + t] = acc[r * T + t] * a.scale;
   }
 }
 
@@ -95,9 +96,8 @@ HWY_INLINE void ChunkValues(const AttentionArgs& a, const KvChunkRef& c, size_t 
     const uint8_t* row = vvals + t * W * bits / 8;
     for (size_t off = 0; off < D; off += piece) {
       const size_t ch = first + off;
-      const QuantParams p = c.level == KvLevel::kF16
-                                ? QuantParams{}
-                                : ParamsAt(vparams, t * groups + ch / group);
+      const QuantParams p =
+          c.level == KvLevel::kF16 ? QuantParams{} : ParamsAt(vparams, t * groups + ch / group);
       DecodeRunF32(c.level, row, ch, piece, p, vrow + off);
     }
     for (size_t r = 0; r < a.n_rep; ++r) {
@@ -115,9 +115,9 @@ HWY_NOINLINE void AttendGroupImpl(const AttentionArgs& a, std::span<const KvChun
                                   float* HWY_RESTRICT scratch, float* HWY_RESTRICT probs) {
   const KvLayout& L = *a.layout;
   const size_t n_pos = a.pos + 1, T = L.chunk_tokens, D = L.head_dim;
-  float* scores = scratch;                     // [n_rep][n_pos]
-  float* acc = scores + a.n_rep * n_pos;       // [n_rep][T]
-  float* row = acc + a.n_rep * T;              // [max(T, D)]
+  float* scores = scratch;                // [n_rep][n_pos]
+  float* acc = scores + a.n_rep * n_pos;  // [n_rep][T]
+  float* row = acc + a.n_rep * T;         // [max(T, D)]
   for (const KvChunkRef& c : chunks) {
     if (c.start_pos > a.pos) break;
     const size_t valid = std::min(c.valid_tokens, n_pos - c.start_pos);

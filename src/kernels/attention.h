@@ -23,9 +23,9 @@ struct KvChunkRef {
 struct AttentionArgs {
   const KvLayout* layout = nullptr;  // must outlive the call
   size_t kv_head = 0;
-  size_t n_rep = 1;     // query heads that share this KV head (GQA)
-  size_t pos = 0;       // the query's position: it attends to positions [0, pos]
-  float scale = 1.0f;   // usually 1 / sqrt(head_dim)
+  size_t n_rep = 1;          // query heads that share this KV head (GQA)
+  size_t pos = 0;            // the query's position: it attends to positions [0, pos]
+  float scale = 1.0f;        // usually 1 / sqrt(head_dim)
   float prob_weight = 1.0f;  // multiplies the probabilities added to `probs`
 };
 
@@ -40,7 +40,7 @@ void AttendGroup(const AttentionArgs& args, std::span<const KvChunkRef> chunks, 
                  float* out, float* scratch, float* probs);
 
 // Plain reference: the same result from K/V already decoded to floats with DecodeKvSlice.
-void AttendGroupRef(const AttentionArgs& args, std::span<const KvChunkRef> chunks,
-                    const float* q, float* out, float* probs);
+void AttendGroupRef(const AttentionArgs& args, std::span<const KvChunkRef> chunks, const float* q,
+                    float* out, float* probs);
 
 }  // namespace llms

@@ -36,7 +36,8 @@ inline uint16_t F32ToF16(float f) {
   const uint32_t x = BitsFromF32(f);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t abs = x & 0x7FFFFFFF;
-  if (abs >= 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000u ? 0x200 : 0));
+  if (abs >= 0x7F800000u)
+    return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000u ? 0x200 : 0));
   if (abs >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00);  // overflow -> inf
   if (abs < 0x38800000u) {
     // Result is subnormal or zero: round abs / 2^-24 to nearest even integer.

@@ -16,7 +16,7 @@ namespace llms {
 enum class KvLevel : uint8_t { kF16 = 0, kInt8 = 1, kInt4 = 2, kInt2 = 3 };
 constexpr int kNumKvLevels = 4;
 
-int KvLevelBits(KvLevel level);  // 16, 8, 4, 2
+int KvLevelBits(KvLevel level);          // 16, 8, 4, 2
 const char* KvLevelName(KvLevel level);  // "f16", "int8", "int4", "int2"
 std::optional<KvLevel> ParseKvLevel(std::string_view name);
 
@@ -51,9 +51,7 @@ struct KvLayout {
 
   // Offsets inside a layer slice.
   size_t KValuesOffset(KvLevel level) const { return KParamsBytes(level); }
-  size_t VParamsOffset(KvLevel level) const {
-    return KParamsBytes(level) + KValuesBytes(level);
-  }
+  size_t VParamsOffset(KvLevel level) const { return KParamsBytes(level) + KValuesBytes(level); }
   size_t VValuesOffset(KvLevel level) const { return VParamsOffset(level) + VParamsBytes(level); }
 
   // Empty when usable; otherwise why not (head_dim must be a multiple of 8, chunk_tokens a

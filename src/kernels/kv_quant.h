@@ -12,8 +12,7 @@ namespace llms {
 
 // Decodes a layer slice at `level` into floats: k[c * chunk_tokens + t] (channel-major) and
 // v[t * width + c] (token-major), each width * chunk_tokens floats.
-void DecodeKvSlice(const KvLayout& layout, KvLevel level, const uint8_t* slice, float* k,
-                   float* v);
+void DecodeKvSlice(const KvLayout& layout, KvLevel level, const uint8_t* slice, float* k, float* v);
 
 // Encodes float K/V (same shapes as DecodeKvSlice's outputs) into a slice at `level`.
 // `dst` must hold layout.LayerBytes(level) bytes. Tokens at t >= valid_tokens are ignored when

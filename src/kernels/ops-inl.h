@@ -33,7 +33,7 @@ HWY_INLINE float SumOfSquares(const float* HWY_RESTRICT x, size_t n) {
 }
 
 HWY_INLINE void DotImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y, size_t n,
-                          float* HWY_RESTRICT result) {
+                        float* HWY_RESTRICT result) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
@@ -47,8 +47,8 @@ HWY_INLINE void DotImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT y
   *result = sum;
 }
 
-HWY_INLINE void RMSNormImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT weight,
-                              size_t n, float eps, float* out) {
+HWY_INLINE void RMSNormImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT weight, size_t n,
+                            float eps, float* out) {
   const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);

@@ -49,9 +49,9 @@ void Rope(float* x, size_t num_heads, size_t head_dim, float pos, const float* f
 
 void RopeFrequencies(size_t head_dim, float base, float linear_scale, float* freq) {
   for (size_t i = 0; i < head_dim / 2; ++i) {
-    freq[i] = static_cast<float>(std::pow(static_cast<double>(base),
-                                          -2.0 * static_cast<double>(i) / head_dim) /
-                                 linear_scale);
+    freq[i] = static_cast<float>(
+        std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / head_dim) /
+        linear_scale);
   }
 }
 

@@ -73,9 +73,9 @@ inline void GetScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
 }
 
 struct WeightTypeInfo {
-  const char* name;    // as llama.cpp prints it: "F32", "Q4_K", ...
-  int block_size;      // values per block
-  int block_bytes;     // bytes per block
+  const char* name;  // as llama.cpp prints it: "F32", "Q4_K", ...
+  int block_size;    // values per block
+  int block_bytes;   // bytes per block
 };
 
 // Layout facts of `type`, or nullopt for a type llms does not support.

@@ -26,7 +26,8 @@ StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
   options.logits = LogitsMode::kNone;
   options.collect_attention_stats = false;
   const std::span<const int32_t> all(tokens);
-  if (prefix > 0) LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all.first(prefix), options, &logits));
+  if (prefix > 0)
+    LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all.first(prefix), options, &logits));
   const auto start = Clock::now();
   LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all, options, &logits));
   return Seconds(start);
@@ -117,8 +118,8 @@ std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size
   for (size_t i : readable) {
     const MissingChunk& m = missing[i];
     const double now = makespan(read_bytes, read_requests, compute_rows);
-    const double moved = makespan(read_bytes - m.read_bytes, read_requests - m.layers,
-                                  compute_rows + m.tokens);
+    const double moved =
+        makespan(read_bytes - m.read_bytes, read_requests - m.layers, compute_rows + m.tokens);
     if (moved >= now) break;
     read_bytes -= m.read_bytes;
     read_requests -= m.layers;

@@ -14,9 +14,9 @@ class Engine;
 class ChunkStore;
 
 struct CostModel {
-  double compute_seconds_per_token = 1e-3;       // matmuls of one row, all layers
-  double attend_seconds_per_token_pair = 1e-9;   // attention of one row over one position
-  double read_seconds_per_byte = 1.0 / 2.0e9;    // direct reads of layer-sized requests
+  double compute_seconds_per_token = 1e-3;      // matmuls of one row, all layers
+  double attend_seconds_per_token_pair = 1e-9;  // attention of one row over one position
+  double read_seconds_per_byte = 1.0 / 2.0e9;   // direct reads of layer-sized requests
   double read_seconds_per_request = 50e-6;
 
   // Seconds to compute `rows` rows whose positions average `mean_position`.
@@ -36,10 +36,10 @@ struct CostModel {
 
 // A missing chunk as the restore planner sees it.
 struct MissingChunk {
-  size_t index = 0;        // chunk index in its context
-  size_t tokens = 0;       // positions it covers
-  size_t read_bytes = 0;   // its stored size (0: not on flash, must be recomputed)
-  size_t layers = 0;       // read requests (one per layer)
+  size_t index = 0;       // chunk index in its context
+  size_t tokens = 0;      // positions it covers
+  size_t read_bytes = 0;  // its stored size (0: not on flash, must be recomputed)
+  size_t layers = 0;      // read requests (one per layer)
 };
 
 // Chooses the chunks to recompute (indices into `missing`, by chunk index) so that the time to

@@ -265,8 +265,8 @@ void KvManager::AfterCall(Context* ctx) {
     if (chunk == nullptr) continue;
     s.density = chunk->Density();
     // Chunks that received tokens in this call changed; loaded and recomputed ones did not.
-    const bool changed = i >= old_chunks || !s.on_flash ||
-                         chunk->valid_tokens() != s.meta.valid_tokens;
+    const bool changed =
+        i >= old_chunks || !s.on_flash || chunk->valid_tokens() != s.meta.valid_tokens;
     if (changed) {
       ++s.version;
       s.dirty = true;
@@ -292,9 +292,9 @@ void KvManager::Compress(Context* ctx) {
   auto add = [&](Context* c) {
     for (size_t i = 0; i < c->chunks.size(); ++i) {
       const KvChunk* chunk = c->cache->chunk(i);
-      const bool partial = chunk != nullptr ? !chunk->full()
-                                            : (i + 1) * engine_->kv_layout().chunk_tokens >
-                                                  c->cache->num_tokens();
+      const bool partial =
+          chunk != nullptr ? !chunk->full()
+                           : (i + 1) * engine_->kv_layout().chunk_tokens > c->cache->num_tokens();
       members.emplace_back(c, i);
       planned.push_back({c->chunks[i].density, c->chunks[i].level, partial});
     }
@@ -308,7 +308,7 @@ void KvManager::Compress(Context* ctx) {
   if (p.compression == CompressionMode::kUniform) {
     for (const PlannerChunk& c : planned) {
       levels.push_back(c.pinned || !Coarser(p.uniform_level, c.current) ? c.current
-                                                                         : p.uniform_level);
+                                                                        : p.uniform_level);
     }
   } else {
     PlannerOptions po;
@@ -323,8 +323,8 @@ void KvManager::Compress(Context* ctx) {
     // Going down only releases memory, so this cannot fail for lack of budget.
     if (chunk->level() != levels[k] && chunk->ConvertTo(levels[k]).ok()) {
       // A recomputed chunk re-quantized to its stored level matches its flash copy.
-      const bool same_as_flash = s.on_flash && s.meta.level == static_cast<uint8_t>(levels[k]) &&
-                                 !s.dirty;
+      const bool same_as_flash =
+          s.on_flash && s.meta.level == static_cast<uint8_t>(levels[k]) && !s.dirty;
       if (!same_as_flash) {
         ++s.version;
         s.dirty = true;
@@ -350,8 +350,8 @@ Status KvManager::CheckInvariants() {
                               std::to_string(budget_.limit()));
   }
   if (resident != budget_.used()) {
-    return Status::Corruption("resident KV " + std::to_string(resident) +
-                              " bytes != budget use " + std::to_string(budget_.used()));
+    return Status::Corruption("resident KV " + std::to_string(resident) + " bytes != budget use " +
+                              std::to_string(budget_.used()));
   }
   return Status::Ok();
 }

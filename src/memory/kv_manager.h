@@ -51,7 +51,7 @@ struct CallStats {
   size_t chunks_loaded = 0;      // read from flash
   size_t chunks_recomputed = 0;  // rebuilt from text
   size_t bytes_read = 0;
-  size_t bytes_written = 0;      // written during the call (evictions without lifecycle)
+  size_t bytes_written = 0;  // written during the call (evictions without lifecycle)
   size_t prompt_tokens = 0;
   double ready_seconds = 0;        // call start until every old chunk is present
   double first_token_seconds = 0;  // call start until the first token is sampled

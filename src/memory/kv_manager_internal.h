@@ -17,7 +17,7 @@ struct KvManager::ChunkState {
   bool dirty = true;              // the resident copy is newer than the flash copy
   bool on_flash = false;          // `meta` names a stored copy
   ChunkMeta meta;
-  uint64_t version = 0;           // bumps whenever the resident copy changes
+  uint64_t version = 0;  // bumps whenever the resident copy changes
   float density = 0;
   std::vector<float> prob_sum, prob_count;  // statistics while not resident
 };
@@ -25,9 +25,9 @@ struct KvManager::ChunkState {
 struct KvManager::Context {
   uint64_t id = 0;
   std::string app;
-  std::vector<int32_t> tokens;      // the text: durable in the store
-  std::unique_ptr<KvCache> cache;   // KV of tokens [0, cache->num_tokens())
-  std::vector<ChunkState> chunks;   // one per chunk of the cache
+  std::vector<int32_t> tokens;     // the text: durable in the store
+  std::unique_ptr<KvCache> cache;  // KV of tokens [0, cache->num_tokens())
+  std::vector<ChunkState> chunks;  // one per chunk of the cache
 };
 
 struct KvManager::WriteJob {
@@ -45,9 +45,9 @@ struct KvManager::Restore {
   std::vector<size_t> recompute;  // chunk indices rebuilt from text
   std::mutex mu;
   std::condition_variable cv;
-  size_t layers_done = 0;              // guarded by mu
-  std::vector<size_t> failed;          // chunk indices whose read failed; guarded by mu
-  Status status;                       // first read failure; guarded by mu
+  size_t layers_done = 0;       // guarded by mu
+  std::vector<size_t> failed;   // chunk indices whose read failed; guarded by mu
+  Status status;                // first read failure; guarded by mu
   double io_start_seconds = 0;  // when reading began, from the call's start
   double io_seconds = 0;        // reading time until the last layer arrived
   std::thread io;

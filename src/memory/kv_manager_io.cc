@@ -208,8 +208,8 @@ Status KvManager::TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunk
 
 // ---- Restore ------------------------------------------------------------------------------------
 
-Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore,
-                                 CallStats* stats, Clock::time_point call_start) {
+Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
+                                 Clock::time_point call_start) {
   const KvLayout& layout = engine_->kv_layout();
   const size_t T = layout.chunk_tokens, kv = ctx->cache->num_tokens();
   const size_t layers = engine_->config().n_layers;
@@ -256,8 +256,7 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
       sum = ctx->chunks[c].prob_sum;
       count = ctx->chunks[c].prob_count;
     }
-    LLMS_ASSIGN_OR_RETURN(auto chunk,
-                          ctx->cache->NewChunk(static_cast<KvLevel>(meta.level)));
+    LLMS_ASSIGN_OR_RETURN(auto chunk, ctx->cache->NewChunk(static_cast<KvLevel>(meta.level)));
     chunk->set_valid_tokens(meta.valid_tokens);
     if (sum.size() == T) chunk->prob_sum() = sum;
     if (count.size() == T) chunk->prob_count() = count;
@@ -272,8 +271,10 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
     std::vector<ChunkStore::LayerRead> reads;
     for (size_t k = 0; k < restore->load.size(); ++k) {
       KvChunk* chunk = ctx->cache->chunk(restore->load[k]);
-      reads.push_back({&restore->metas[k], static_cast<uint32_t>(layer),
-                       std::span<uint8_t>(chunk->layer(layer), chunk->layer_bytes()), {}});
+      reads.push_back({&restore->metas[k],
+                       static_cast<uint32_t>(layer),
+                       std::span<uint8_t>(chunk->layer(layer), chunk->layer_bytes()),
+                       {}});
     }
     (void)store_->ReadLayers(reads);
     std::lock_guard<std::mutex> lock(restore->mu);

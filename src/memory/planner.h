@@ -17,15 +17,15 @@
 namespace llms {
 
 struct PlannerChunk {
-  float density = 0;                      // information density (engine statistics)
-  KvLevel current = KvLevel::kF16;        // precision it has now: the plan never goes above it
-  bool pinned = false;                    // keep as is (the newest, partly filled chunk)
+  float density = 0;                // information density (engine statistics)
+  KvLevel current = KvLevel::kF16;  // precision it has now: the plan never goes above it
+  bool pinned = false;              // keep as is (the newest, partly filled chunk)
 };
 
 struct PlannerOptions {
   // Average nominal bits per value over the planned chunks: 4 is half of int8 (the default).
   double target_bits = 4.0;
-  KvLevel finest = KvLevel::kInt8;   // the most precise level the plan hands out
+  KvLevel finest = KvLevel::kInt8;  // the most precise level the plan hands out
   KvLevel coarsest = KvLevel::kInt2;
 };
 

@@ -71,15 +71,20 @@ Policy Policy::VllmSQ() {
 }
 
 const std::vector<std::string>& Policy::Names() {
-  static const std::vector<std::string> names = {
-      "llms", "llms-no-compression", "llms-no-pipeline", "llms-no-lifecycle",
-      "lmk",  "swap",                "vllm-s",           "vllm-sq"};
+  static const std::vector<std::string> names = {"llms",
+                                                 "llms-no-compression",
+                                                 "llms-no-pipeline",
+                                                 "llms-no-lifecycle",
+                                                 "lmk",
+                                                 "swap",
+                                                 "vllm-s",
+                                                 "vllm-sq"};
   return names;
 }
 
 std::optional<Policy> Policy::ByName(std::string_view name) {
-  for (Policy p : {Llms(), NoCompression(), NoPipeline(), NoLifecycle(), Lmk(), Swap(), VllmS(),
-                   VllmSQ()}) {
+  for (Policy p :
+       {Llms(), NoCompression(), NoPipeline(), NoLifecycle(), Lmk(), Swap(), VllmS(), VllmSQ()}) {
     if (p.name == name) return p;
   }
   return std::nullopt;

@@ -35,9 +35,9 @@ struct Policy {
   std::string name = "llms";
   CompressionMode compression = CompressionMode::kToleranceGlobal;
   KvLevel uniform_level = KvLevel::kInt8;
-  double target_bits = 4.0;         // tolerance modes: average nominal bits per value
-  bool ahead_of_time_swap = true;   // write changed chunks when a call returns
-  bool keep_on_flash = true;        // false: an evicted chunk is dropped (LMK)
+  double target_bits = 4.0;        // tolerance modes: average nominal bits per value
+  bool ahead_of_time_swap = true;  // write changed chunks when a call returns
+  bool keep_on_flash = true;       // false: an evicted chunk is dropped (LMK)
   EvictionOrder order = EvictionOrder::kLctru;
   EvictionUnit unit = EvictionUnit::kChunk;
   RestoreMode restore = RestoreMode::kPipelined;

@@ -117,8 +117,7 @@ Status LlamaModel::ReadConfig() {
   if (f.Has("llama.rope.scaling.type")) {
     LLMS_ASSIGN_OR_RETURN(std::string_view type, f.GetString("llama.rope.scaling.type"));
     if (type == "linear") {
-      LLMS_ASSIGN_OR_RETURN(c.rope_linear_scale,
-                            GetFloatOr(f, "llama.rope.scaling.factor", 1.0f));
+      LLMS_ASSIGN_OR_RETURN(c.rope_linear_scale, GetFloatOr(f, "llama.rope.scaling.factor", 1.0f));
     } else if (type != "none") {
       return Status::InvalidArgument(f.name() + ": rope scaling '" + std::string(type) +
                                      "' is not supported (supported: none, linear)");

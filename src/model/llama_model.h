@@ -17,10 +17,10 @@
 namespace llms {
 
 struct ModelConfig {
-  size_t dim = 0;             // embedding width
+  size_t dim = 0;  // embedding width
   size_t n_layers = 0;
-  size_t n_heads = 0;         // query heads
-  size_t n_kv_heads = 0;      // key/value heads (GQA: n_heads is a multiple)
+  size_t n_heads = 0;     // query heads
+  size_t n_kv_heads = 0;  // key/value heads (GQA: n_heads is a multiple)
   size_t head_dim = 0;
   size_t ffn_dim = 0;
   size_t vocab_size = 0;
@@ -67,7 +67,7 @@ class LlamaModel {
   // Bytes of weights one decode step reads (every matrix once).
   size_t WeightBytes() const;
 
- LlamaModel() = default;  // use Load or FromGguf
+  LlamaModel() = default;  // use Load or FromGguf
 
  private:
   Status ReadConfig();

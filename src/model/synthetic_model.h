@@ -28,7 +28,7 @@ std::optional<SyntheticShape> FindSyntheticShape(std::string_view name);
 struct SyntheticOptions {
   WeightType type = WeightType::kQ8_0;  // of every matrix (F32, F16, BF16, Q8_0, Q4_0, Q4_K)
   uint64_t seed = 1;
-  int threads = 0;  // for quantizing; 0: one per core
+  int threads = 0;                                          // for quantizing; 0: one per core
   std::function<void(size_t done, size_t total)> progress;  // tensors written
 };
 

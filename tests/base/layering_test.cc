@@ -92,8 +92,7 @@ std::string Describe(const Include& inc) {
 // Includes that break rule 1 but await the lead's decision (a rule change or a move of the
 // header): reported by PendingDecisions, not failed. Each entry is {from layer, include path}.
 const std::set<std::pair<std::string, std::string>>& PendingExceptions() {
-  static const std::set<std::pair<std::string, std::string>> pending = {
-  };
+  static const std::set<std::pair<std::string, std::string>> pending = {};
   return pending;
 }
 

@@ -65,7 +65,7 @@ TEST_F(EngineTest, GreedyMatchesGolden) {
   for (int threads : {1, 2}) {
     auto engine = MakeEngine(threads);
     const std::pair<const char*, const char*> cases[] = {{"", kGreedyFromBos},
-                                                          {"Once upon a time", kGreedyFromOnce}};
+                                                         {"Once upon a time", kGreedyFromOnce}};
     for (const auto& [prompt, golden] : cases) {
       auto cache = engine->NewCache();
       std::vector<int32_t> context;

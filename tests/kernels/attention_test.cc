@@ -18,8 +18,8 @@ struct Case {
 
 // Builds chunks covering `tokens` positions, each at a level drawn at random (the last one
 // partly filled when tokens is not a multiple of the chunk size).
-std::vector<std::vector<uint8_t>> MakeChunks(const KvLayout& layout, size_t tokens,
-                                             uint32_t seed, std::vector<KvChunkRef>* refs) {
+std::vector<std::vector<uint8_t>> MakeChunks(const KvLayout& layout, size_t tokens, uint32_t seed,
+                                             std::vector<KvChunkRef>* refs) {
   std::mt19937 rng(seed);
   std::vector<std::vector<uint8_t>> storage;
   const size_t T = layout.chunk_tokens, n = layout.width() * T;
@@ -36,7 +36,7 @@ std::vector<std::vector<uint8_t>> MakeChunks(const KvLayout& layout, size_t toke
 }
 
 TEST(AttentionTest, MixedPrecisionMatchesF32Reference) {
-  const Case cases[] = {{4, 8, 16, 2, 1},   {4, 8, 16, 2, 37}, {4, 8, 8, 2, 100},
+  const Case cases[] = {{4, 8, 16, 2, 1},   {4, 8, 16, 2, 37},  {4, 8, 8, 2, 100},
                         {4, 64, 16, 8, 50}, {2, 64, 32, 1, 70}, {1, 16, 16, 4, 16}};
   testing::ForEachTarget([&](const char*) {
     for (const Case& c : cases) {

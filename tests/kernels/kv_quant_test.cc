@@ -67,12 +67,11 @@ TEST_P(KvRoundTripTest, ErrorWithinHalfAStep) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllLevels, KvRoundTripTest,
-    ::testing::Combine(::testing::Values(KvLevel::kF16, KvLevel::kInt8, KvLevel::kInt4,
-                                         KvLevel::kInt2),
-                       ::testing::Values(size_t{8}, size_t{64}),
-                       ::testing::Values(size_t{8}, size_t{16}, size_t{32})));
+INSTANTIATE_TEST_SUITE_P(AllLevels, KvRoundTripTest,
+                         ::testing::Combine(::testing::Values(KvLevel::kF16, KvLevel::kInt8,
+                                                              KvLevel::kInt4, KvLevel::kInt2),
+                                            ::testing::Values(size_t{8}, size_t{64}),
+                                            ::testing::Values(size_t{8}, size_t{16}, size_t{32})));
 
 TEST(KvQuantTest, WriteTokenF16MatchesEncode) {
   const KvLayout layout{4, 8, 16};

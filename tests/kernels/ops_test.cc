@@ -50,7 +50,8 @@ TEST(OpsTest, SwiGLUMatchesScalar) {
     for (size_t n : kSizes) {
       auto g = RandomFloats(n, 4, -8, 8), u = RandomFloats(n, 5);
       std::vector<float> ref(n);
-      for (size_t i = 0; i < n; ++i) ref[i] = static_cast<float>(g[i] / (1 + std::exp(-double{g[i]})) * u[i]);
+      for (size_t i = 0; i < n; ++i)
+        ref[i] = static_cast<float>(g[i] / (1 + std::exp(-double{g[i]})) * u[i]);
       SwiGLU(g.data(), u.data(), n);
       EXPECT_LT(MaxRelativeError(g.data(), ref.data(), n), 1e-5) << "n=" << n;
     }

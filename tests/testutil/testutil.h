@@ -12,15 +12,15 @@
 
 #include "base/status.h"
 
-#define ASSERT_OK(expr)                                           \
-  do {                                                            \
+#define ASSERT_OK(expr)                                             \
+  do {                                                              \
     const ::llms::Status llms_s_ = ::llms::testing::ToStatus(expr); \
-    ASSERT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
+    ASSERT_TRUE(llms_s_.ok()) << llms_s_.ToString();                \
   } while (0)
-#define EXPECT_OK(expr)                                           \
-  do {                                                            \
+#define EXPECT_OK(expr)                                             \
+  do {                                                              \
     const ::llms::Status llms_s_ = ::llms::testing::ToStatus(expr); \
-    EXPECT_TRUE(llms_s_.ok()) << llms_s_.ToString();              \
+    EXPECT_TRUE(llms_s_.ok()) << llms_s_.ToString();                \
   } while (0)
 
 namespace llms::testing {

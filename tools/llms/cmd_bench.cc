@@ -11,8 +11,8 @@ Runner AddBench(CLI::App& app) {
   auto o = std::make_shared<EngineBenchOptions>();
   auto r = std::make_shared<RestoreBenchOptions>();
   auto workload = std::make_shared<std::string>("engine");
-  CLI::App* cmd = app.add_subcommand(
-      "bench", "measure memory bandwidth, prefill and decode speed in one run");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "measure memory bandwidth, prefill and decode speed in one run");
   cmd->add_option("-m,--model", o->models,
                   "model files (repeatable); default: synthetic models of --shape in --types");
   cmd->add_option("--shape", o->shape, "synthetic shape: tinyllama, llama2-7b or small")
@@ -22,8 +22,7 @@ Runner AddBench(CLI::App& app) {
                   "where synthetic models are cached (default: $LLMS_SYNTH_DIR, else "
                   "~/.cache/llms/synth)");
   cmd->add_option("-t,--threads", o->threads, "thread counts to run")->capture_default_str();
-  cmd->add_option("-c,--context", o->contexts, "context lengths for decode")
-      ->capture_default_str();
+  cmd->add_option("-c,--context", o->contexts, "context lengths for decode")->capture_default_str();
   cmd->add_option("--prefill", o->prefill_tokens, "prompt tokens for the prefill measurement")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();

@@ -70,8 +70,9 @@ Runner AddGenerate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--stop", flags->gen.stop, "stop before this text (repeatable)");
   cmd->add_flag("--no-bos", flags->no_bos, "do not put BOS before the prompt");
-  cmd->add_flag("--ignore-eos", [flags](int64_t) { flags->gen.stop_at_eos = false; },
-                "keep generating past the end-of-sequence token");
+  cmd->add_flag(
+      "--ignore-eos", [flags](int64_t) { flags->gen.stop_at_eos = false; },
+      "keep generating past the end-of-sequence token");
   return [flags] { return RunGenerate(*flags); };
 }
 

@@ -21,7 +21,8 @@ struct PerplexityFlags {
 
 int RunPerplexity(const PerplexityFlags& f) {
   const auto level = ParseKvLevel(f.kv);
-  if (!level) return Fail("perplexity", Status::InvalidArgument("--kv must be f16, int8, int4 or int2"));
+  if (!level)
+    return Fail("perplexity", Status::InvalidArgument("--kv must be f16, int8, int4 or int2"));
   std::ifstream in(f.file, std::ios::binary);
   if (!in) return Fail("perplexity", Status::NotFound("cannot open text file " + f.file));
   std::stringstream text;
@@ -58,8 +59,7 @@ Runner AddPerplexity(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--windows", flags->windows, "score at most this many windows (0: all)")
       ->capture_default_str();
-  cmd->add_option("--kv", flags->kv,
-                  "KV precision of completed chunks: f16, int8, int4 or int2")
+  cmd->add_option("--kv", flags->kv, "KV precision of completed chunks: f16, int8, int4 or int2")
       ->capture_default_str();
   return [flags] { return RunPerplexity(*flags); };
 }
