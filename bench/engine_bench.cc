@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "base/thread_pool.h"
+#include "bench/bench_util.h"
 #include "engine/engine.h"
 #include "model/llama_model.h"
 #include "model/synthetic_model.h"
@@ -15,16 +16,9 @@
 namespace llms {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::Clock;
+using bench::Median;
+using bench::Seconds;
 
 std::string DefaultSynthDir() {
   if (const char* dir = std::getenv("LLMS_SYNTH_DIR"); dir != nullptr && *dir) return dir;

@@ -6,21 +6,15 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "bench/bench_util.h"
 #include "memory/kv_manager.h"
 
 namespace llms {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::Clock;
+using bench::Median;
+using bench::Seconds;
 
 // Seconds to read every layer of every stored chunk of `context` with the store's own batched
 // direct reads: the disk's bound for a restore that reads everything.

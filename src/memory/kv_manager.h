@@ -128,6 +128,7 @@ class KvManager : private KvChunkAllocator {
   bool EvictOne();
   Status EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
   Status WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
+  static WriteJob MakeWriteJob(const Context& ctx, size_t index);
 
   Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
                         std::chrono::steady_clock::time_point call_start);

@@ -72,13 +72,23 @@ Status KvManager::EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<
 }
 
 Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock) {
-  const KvChunk* chunk = ctx->cache->chunk(index);
-  ChunkState& s = ctx->chunks[index];
+  WriteJob job = MakeWriteJob(*ctx, index);
+  const size_t bytes = job.bytes.size();
+  lock->unlock();
+  Status st = WriteJobNow(std::move(job));
+  lock->lock();
+  if (st.ok()) call_bytes_written_ += bytes;
+  return st;
+}
+
+// A copy of a resident chunk and its metadata, to write without holding mu_.
+KvManager::WriteJob KvManager::MakeWriteJob(const Context& ctx, size_t index) {
+  const KvChunk* chunk = ctx.cache->chunk(index);
   WriteJob job;
-  job.context = ctx->id;
+  job.context = ctx.id;
   job.index = static_cast<uint32_t>(index);
-  job.version = s.version;
-  job.meta.context_id = ctx->id;
+  job.version = ctx.chunks[index].version;
+  job.meta.context_id = ctx.id;
   job.meta.chunk_index = job.index;
   job.meta.level = static_cast<uint8_t>(chunk->level());
   job.meta.num_layers = static_cast<uint32_t>(chunk->num_layers());
@@ -87,11 +97,7 @@ Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std
   job.meta.density = chunk->Density();
   job.meta.stats = PackStats(chunk->prob_sum(), chunk->prob_count());
   job.bytes.assign(chunk->data(), chunk->data() + chunk->bytes());
-  lock->unlock();
-  Status st = WriteJobNow(std::move(job));
-  lock->lock();
-  if (st.ok()) call_bytes_written_ += chunk->bytes();
-  return st;
+  return job;
 }
 
 // ---- Ahead-of-time swap-out ---------------------------------------------------------------------
@@ -107,20 +113,7 @@ void KvManager::QueueWrites(Context* ctx) {
     return;
   }
   for (size_t i : dirty) {
-    const KvChunk* chunk = ctx->cache->chunk(i);
-    WriteJob job;
-    job.context = ctx->id;
-    job.index = static_cast<uint32_t>(i);
-    job.version = ctx->chunks[i].version;
-    job.meta.context_id = ctx->id;
-    job.meta.chunk_index = job.index;
-    job.meta.level = static_cast<uint8_t>(chunk->level());
-    job.meta.num_layers = static_cast<uint32_t>(chunk->num_layers());
-    job.meta.layer_bytes = static_cast<uint32_t>(chunk->layer_bytes());
-    job.meta.valid_tokens = static_cast<uint32_t>(chunk->valid_tokens());
-    job.meta.density = chunk->Density();
-    job.meta.stats = PackStats(chunk->prob_sum(), chunk->prob_count());
-    job.bytes.assign(chunk->data(), chunk->data() + chunk->bytes());
+    WriteJob job = MakeWriteJob(*ctx, i);
     write_queue_.push_back(std::move(job));
   }
   lock.unlock();
