@@ -9,6 +9,7 @@
 
 #include "base/thread_pool.h"
 #include "bench/bench_util.h"
+#include "bench/read_probe.h"
 #include "engine/engine.h"
 #include "model/llama_model.h"
 #include "model/synthetic_model.h"
@@ -97,28 +98,19 @@ StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size
 }  // namespace
 
 double MeasureReadBandwidth(int threads, size_t bytes) {
-  const size_t words = bytes / sizeof(uint64_t);
-  std::vector<uint64_t> buffer(words);
-  for (size_t i = 0; i < words; ++i) buffer[i] = i;  // touch every page
+  const size_t n = bytes / sizeof(float);
+  std::vector<float> buffer(n, 1.0f);  // touches every page before timing
   ThreadPool pool(threads);
-  std::vector<uint64_t> sinks(static_cast<size_t>(threads) * 8);  // one cache line each
+  std::vector<float> sinks(static_cast<size_t>(threads) * 16);  // one cache line each
   double best = 0;
   for (int pass = 0; pass < 5; ++pass) {
     const auto start = Clock::now();
     pool.Run(static_cast<size_t>(threads), [&](size_t task, int) {
-      const int t = static_cast<int>(task);
-      const size_t begin = words * static_cast<size_t>(t) / static_cast<size_t>(threads);
-      const size_t end = words * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
-      uint64_t a = 0, b = 0, c = 0, d = 0;
-      for (size_t i = begin; i + 4 <= end; i += 4) {
-        a += buffer[i];
-        b += buffer[i + 1];
-        c += buffer[i + 2];
-        d += buffer[i + 3];
-      }
-      sinks[static_cast<size_t>(t) * 8] = a + b + c + d;
+      const size_t begin = n * task / static_cast<size_t>(threads);
+      const size_t end = n * (task + 1) / static_cast<size_t>(threads);
+      sinks[task * 16] = SumFloats(buffer.data() + begin, end - begin);
     });
-    best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / Seconds(start) / 1e9);
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / Seconds(start) / 1e9);
   }
   return best;
 }
