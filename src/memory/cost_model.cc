@@ -33,49 +33,51 @@ StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
   return Seconds(start);
 }
 
+// Writes `chunks` scratch chunks of `layer_bytes` per layer and times reading them back the way a
+// restore does: one batch per layer over all chunks. Returns the seconds per (chunk, layer).
+StatusOr<double> TimeBatchedReads(ChunkStore* store, uint64_t scratch, uint32_t first_index,
+                                  size_t layers, size_t layer_bytes, size_t chunks) {
+  std::vector<uint8_t> bytes(layers * layer_bytes, 0x5A);
+  std::vector<ChunkMeta> metas;
+  for (size_t c = 0; c < chunks; ++c) {
+    ChunkMeta meta;
+    meta.context_id = scratch;
+    meta.chunk_index = first_index + static_cast<uint32_t>(c);
+    meta.num_layers = static_cast<uint32_t>(layers);
+    meta.layer_bytes = static_cast<uint32_t>(layer_bytes);
+    LLMS_ASSIGN_OR_RETURN(ChunkMeta written, store->WriteChunk(meta, bytes));
+    metas.push_back(std::move(written));
+  }
+  std::vector<std::vector<uint8_t>> out(chunks, std::vector<uint8_t>(layer_bytes));
+  std::vector<ChunkStore::LayerRead> reads;
+  for (size_t c = 0; c < chunks; ++c) reads.push_back({&metas[c], 0, out[c], {}});
+  const auto start = Clock::now();
+  for (size_t l = 0; l < layers; ++l) {
+    for (auto& r : reads) r.layer = static_cast<uint32_t>(l);
+    LLMS_RETURN_IF_ERROR(store->ReadLayers(reads));
+  }
+  return Seconds(start) / static_cast<double>(layers * chunks);
+}
+
+// Fits read time = bytes * b + requests * r from batched reads of the largest (f16) and the
+// smallest (int2) layer slices this model has, as the restore pipeline issues them.
 Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
   const KvLayout& layout = engine->kv_layout();
   const size_t layers = engine->config().n_layers;
-  const size_t layer_bytes = layout.LayerBytes(KvLevel::kF16);
+  const size_t big = layout.LayerBytes(KvLevel::kF16), small = layout.LayerBytes(KvLevel::kInt2);
+  constexpr size_t kChunks = 16;
   LLMS_ASSIGN_OR_RETURN(uint64_t scratch, store->CreateContext("llms-cost-model", {}));
-  std::vector<uint8_t> bytes(layers * layer_bytes, 0x5A);
-  std::vector<ChunkMeta> metas;
-  constexpr int kChunks = 8;
-  Status s;
-  for (int c = 0; c < kChunks && s.ok(); ++c) {
-    ChunkMeta meta;
-    meta.context_id = scratch;
-    meta.chunk_index = static_cast<uint32_t>(c);
-    meta.num_layers = static_cast<uint32_t>(layers);
-    meta.layer_bytes = static_cast<uint32_t>(layer_bytes);
-    auto written = store->WriteChunk(meta, bytes);
-    if (written.ok()) metas.push_back(*written);
-    s = written.status();
-  }
-  if (s.ok()) {
-    std::vector<std::vector<uint8_t>> out(metas.size(), std::vector<uint8_t>(layer_bytes));
-    std::vector<ChunkStore::LayerRead> reads;
-    for (size_t c = 0; c < metas.size(); ++c) reads.push_back({&metas[c], 0, out[c], {}});
-    // A single request gives the per-request cost; a batch of all layers the per-byte cost.
-    auto start = Clock::now();
-    s = store->ReadLayer(metas[0], 1 % layers, out[0]);
-    const double one = Seconds(start);
-    start = Clock::now();
-    size_t total = 0;
-    for (size_t l = 0; l < layers && s.ok(); ++l) {
-      for (auto& r : reads) r.layer = static_cast<uint32_t>(l);
-      s = store->ReadLayers(reads);
-      total += reads.size() * layer_bytes;
-    }
-    const double all = Seconds(start);
-    if (s.ok() && total > 0) {
-      cost->read_seconds_per_byte = all / static_cast<double>(total);
-      cost->read_seconds_per_request =
-          std::max(0.0, one - static_cast<double>(layer_bytes) * cost->read_seconds_per_byte);
-    }
-  }
+  StatusOr<double> t_big = TimeBatchedReads(store, scratch, 0, layers, big, kChunks);
+  StatusOr<double> t_small = t_big.ok() ? TimeBatchedReads(store, scratch, kChunks, layers, small,
+                                                           kChunks)
+                                        : t_big.status();
   Status deleted = store->DeleteContext(scratch);
-  return s.ok() ? deleted : s;
+  if (!t_small.ok()) return t_small.status();
+  const double per_byte = std::max(0.0, (*t_big - *t_small) / static_cast<double>(big - small));
+  cost->read_seconds_per_byte = per_byte > 0 ? per_byte : *t_big / static_cast<double>(big);
+  cost->read_seconds_per_request =
+      std::max(0.0, *t_big - static_cast<double>(big) * cost->read_seconds_per_byte);
+  return deleted;
 }
 
 }  // namespace
