@@ -29,6 +29,7 @@ int RunGenerate(const GenerateFlags& f) {
     return true;
   });
   std::fputc('\n', stdout);
+  std::fflush(stdout);  // the text ends before the timings on stderr
   if (!result.ok()) return Fail("generate", result.status());
   const size_t decoded = result->tokens.size() > 0 ? result->tokens.size() - 1 : 0;
   std::fprintf(stderr,
