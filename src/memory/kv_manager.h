@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "memory/budget.h"
@@ -147,20 +148,20 @@ class KvManager : private KvChunkAllocator {
   MemoryBudget budget_;
 
   std::mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<Context>> contexts_;  // guarded by mu_
-  EvictionQueues queues_;                                            // guarded by mu_
-  uint64_t tick_ = 0;                                                // guarded by mu_
-  uint64_t last_memory_id_ = 0;  // ids when there is no store; guarded by mu_
-  uint64_t calling_ = 0;  // the context of the running call (locked working set); guarded by mu_
-  size_t call_bytes_written_ = 0;  // guarded by mu_
+  std::unordered_map<uint64_t, std::unique_ptr<Context>> contexts_ GUARDED_BY(mu_);
+  EvictionQueues queues_ GUARDED_BY(mu_);
+  uint64_t tick_ GUARDED_BY(mu_) = 0;
+  uint64_t last_memory_id_ GUARDED_BY(mu_) = 0;  // ids when there is no store
+  uint64_t calling_ GUARDED_BY(mu_) = 0;  // the running call's context (its chunks are locked)
+  size_t call_bytes_written_ GUARDED_BY(mu_) = 0;
 
   // Chunk writes go through one mutex so two versions of a chunk never race to the store.
   std::mutex write_mu_;
-  std::deque<WriteJob> write_queue_;  // guarded by mu_
+  std::deque<WriteJob> write_queue_ GUARDED_BY(mu_);
   std::condition_variable write_cv_;  // with mu_
-  size_t writes_in_flight_ = 0;       // guarded by mu_
-  Status writer_status_;              // guarded by mu_: the last background write failure
-  bool stop_writer_ = false;          // guarded by mu_
+  size_t writes_in_flight_ GUARDED_BY(mu_) = 0;
+  Status writer_status_ GUARDED_BY(mu_);  // the last background write failure
+  bool stop_writer_ GUARDED_BY(mu_) = false;
   std::thread writer_;
 };
 

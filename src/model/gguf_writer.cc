@@ -335,8 +335,13 @@ Status GgufWriter::Write(Env* env, const std::string& path) const {
   if (!s.ok()) {
     (void)file->Close();  // may already be closed; the first error is the one to report
     (void)env->RemoveFile(tmp);
+    return s;
   }
-  return s;
+  // The rename is durable only once the directory is synced. An Env without directories (the
+  // default implementation answers Unavailable) has nothing to sync.
+  const size_t slash = path.find_last_of('/');
+  s = env->SyncDir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+  return s.code() == StatusCode::kUnavailable ? Status::Ok() : s;
 }
 
 }  // namespace llms
