@@ -21,12 +21,10 @@ struct Outcome {
 class CompressionAccuracyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto model = LlamaModel::Load(Env::Default(), testing::DefaultModelPath());
-    ASSERT_OK(model);
-    model_ = std::move(model).value();
-    auto engine = Engine::Create(model_.get(), EngineOptions{2, 16});
-    ASSERT_OK(engine);
-    engine_ = std::move(engine).value();
+    auto loaded = testing::LoadDefaultEngine();
+    ASSERT_OK(loaded);
+    model_ = std::move(loaded->model);
+    engine_ = std::move(loaded->engine);
     // Stories are separated by blank lines; take the first ones of at least 300 tokens.
     std::ifstream in(testing::SharedPath("data/tinystories-valid.txt"));
     std::stringstream text;

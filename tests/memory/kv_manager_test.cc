@@ -17,12 +17,10 @@ const std::vector<int32_t> kBos = {1};
 class KvManagerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto model = LlamaModel::Load(Env::Default(), testing::DefaultModelPath());
-    ASSERT_OK(model);
-    model_ = std::move(model).value();
-    auto engine = Engine::Create(model_.get(), EngineOptions{2, 16});
-    ASSERT_OK(engine);
-    engine_ = std::move(engine).value();
+    auto loaded = testing::LoadDefaultEngine();
+    ASSERT_OK(loaded);
+    model_ = std::move(loaded->model);
+    engine_ = std::move(loaded->engine);
   }
   static void TearDownTestSuite() {
     engine_.reset();

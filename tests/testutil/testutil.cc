@@ -15,6 +15,13 @@ std::string SharedPath(const std::string& relative) {
 
 std::string DefaultModelPath() { return SharedPath("models/stories260K.gguf"); }
 
+StatusOr<DefaultEngine> LoadDefaultEngine() {
+  DefaultEngine out;
+  LLMS_ASSIGN_OR_RETURN(out.model, LlamaModel::Load(Env::Default(), DefaultModelPath()));
+  LLMS_ASSIGN_OR_RETURN(out.engine, Engine::Create(out.model.get(), EngineOptions{2, 16}));
+  return out;
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string pattern = std::string(base ? base : "/tmp") + "/llms_test_XXXXXX";

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/engine.h"
+#include "model/llama_model.h"
 
 #define ASSERT_OK(expr)                                             \
   do {                                                              \
@@ -35,6 +37,14 @@ const Status& ToStatus(const StatusOr<T>& s) {
 std::string SharedPath(const std::string& relative);
 // The default model, ../shared/models/stories260K.gguf.
 std::string DefaultModelPath();
+
+// The default model with an engine over it (2 threads, 16-token chunks): the fixture most
+// model-level tests share. The engine refers to the model; keep both.
+struct DefaultEngine {
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Engine> engine;
+};
+StatusOr<DefaultEngine> LoadDefaultEngine();
 
 // A fresh directory under $TMPDIR, removed with its contents on destruction.
 class TempDir {
