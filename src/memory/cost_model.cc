@@ -68,9 +68,9 @@ Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
   constexpr size_t kChunks = 16;
   LLMS_ASSIGN_OR_RETURN(uint64_t scratch, store->CreateContext("llms-cost-model", {}));
   StatusOr<double> t_big = TimeBatchedReads(store, scratch, 0, layers, big, kChunks);
-  StatusOr<double> t_small = t_big.ok() ? TimeBatchedReads(store, scratch, kChunks, layers, small,
-                                                           kChunks)
-                                        : t_big.status();
+  StatusOr<double> t_small = t_big.ok()
+                                 ? TimeBatchedReads(store, scratch, kChunks, layers, small, kChunks)
+                                 : t_big.status();
   Status deleted = store->DeleteContext(scratch);
   if (!t_small.ok()) return t_small.status();
   const double per_byte = std::max(0.0, (*t_big - *t_small) / static_cast<double>(big - small));

@@ -141,6 +141,7 @@ Status KvManager::DeleteContext(const std::string& app, uint64_t id) {
 }
 
 ContextInfo KvManager::InfoLocked(const Context& ctx) const {
+  if (ctx.id == calling_) return ctx.busy_info;
   ContextInfo info;
   info.id = ctx.id;
   info.app = ctx.app;
@@ -178,7 +179,7 @@ std::vector<ContextInfo> KvManager::ListContexts(const std::string& app) {
 StatusOr<std::vector<int32_t>> KvManager::ContextTokens(const std::string& app, uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
-  return ctx->tokens;
+  return ctx->id == calling_ ? ctx->busy_tokens : ctx->tokens;
 }
 
 StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
@@ -191,6 +192,8 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     std::lock_guard<std::mutex> lock(mu_);
     LLMS_ASSIGN_OR_RETURN(ctx, FindLocked(app, id));
     if (calling_ != 0) return Status::Unavailable("another call is running");
+    ctx->busy_info = InfoLocked(*ctx);
+    ctx->busy_tokens = ctx->tokens;
     calling_ = id;
     call_bytes_written_ = 0;
   }
@@ -276,9 +279,15 @@ void KvManager::AfterCall(Context* ctx) {
   for (size_t i = 0; i < n; ++i) Touch(ctx, i);
   lock.unlock();
   if (store_ != nullptr) {
-    const std::vector<int32_t> tokens = ctx->tokens;
-    (void)store_->UpdateContextTokens(ctx->id, tokens);
-    (void)store_->UpdateContextSettings(ctx->id, std::to_string(ctx->cache->num_tokens()));
+    // The text first, then the KV length that covers it (a crash between leaves a shorter KV
+    // length, whose missing tokens are simply recomputed).
+    Status s = store_->UpdateContextTokens(ctx->id, ctx->tokens);
+    if (s.ok())
+      s = store_->UpdateContextSettings(ctx->id, std::to_string(ctx->cache->num_tokens()));
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> guard(mu_);
+      writer_status_ = s.WithContext("saving context " + std::to_string(ctx->id));
+    }
   }
   if (store_ != nullptr && options_.policy.ahead_of_time_swap) QueueWrites(ctx);
 }

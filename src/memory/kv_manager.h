@@ -99,7 +99,9 @@ class KvManager : private KvChunkAllocator {
                             const GenerateOptions& options,
                             const std::function<bool(std::string_view)>& on_text);
 
-  // Waits until every queued chunk write has finished (shutdown, tests).
+  // Waits until every queued chunk write has finished (shutdown, tests). Returns the last
+  // failure to persist anything since the previous Flush (a full disk, say): the contexts are
+  // intact in memory, but not yet durable.
   Status Flush();
   // Drops every resident chunk that is safely on flash (tests of restore; memory pressure).
   Status EvictAll();

@@ -22,12 +22,16 @@ struct KvManager::ChunkState {
   std::vector<float> prob_sum, prob_count;  // statistics while not resident
 };
 
+// While a call runs, the engine thread changes `tokens` and `cache` without holding mu_; other
+// threads then read the snapshot taken when the call started.
 struct KvManager::Context {
   uint64_t id = 0;
   std::string app;
-  std::vector<int32_t> tokens;     // the text: durable in the store
-  std::unique_ptr<KvCache> cache;  // KV of tokens [0, cache->num_tokens())
-  std::vector<ChunkState> chunks;  // one per chunk of the cache
+  std::vector<int32_t> tokens;       // the text: durable in the store
+  std::unique_ptr<KvCache> cache;    // KV of tokens [0, cache->num_tokens())
+  std::vector<ChunkState> chunks;    // one per chunk of the cache
+  ContextInfo busy_info;             // during a call: the state at its start
+  std::vector<int32_t> busy_tokens;  // during a call: the text at its start
 };
 
 struct KvManager::WriteJob {
