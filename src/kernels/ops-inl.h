@@ -6,6 +6,7 @@
 #define LLMS_KERNELS_OPS_INL_H_
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 
@@ -93,7 +94,17 @@ HWY_INLINE void SwiGLUImpl(float* HWY_RESTRICT gate, const float* HWY_RESTRICT u
     const auto silu = hn::Div(g, hn::Add(one, hn::Exp(d, hn::Neg(g))));
     hn::StoreU(hn::Mul(silu, hn::LoadU(d, up + i)), d, gate + i);
   }
-  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  if (i < n) {
+    // The tail goes through the same vector math (via a padded copy), so every element's
+    // result is independent of where it falls: a batch of rows equals the rows one by one.
+    HWY_ALIGN float g[hn::MaxLanes(d)] = {}, u[hn::MaxLanes(d)] = {};
+    std::copy(gate + i, gate + n, g);
+    std::copy(up + i, up + n, u);
+    const auto gv = hn::Load(d, g);
+    const auto silu = hn::Div(gv, hn::Add(one, hn::Exp(d, hn::Neg(gv))));
+    hn::Store(hn::Mul(silu, hn::Load(d, u)), d, g);
+    std::copy(g, g + (n - i), gate + i);
+  }
 }
 
 }  // namespace HWY_NAMESPACE
