@@ -36,10 +36,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
   if (options.threads < 0 || options.threads > 1024) {
     return Status::InvalidArgument("threads must be between 0 (all cores) and 1024");
   }
-  return std::unique_ptr<Engine>(new Engine(model, layout, options.threads));  // NOLINT
+  return std::make_unique<Engine>(Passkey{}, model, layout, options.threads);
 }
 
-Engine::Engine(const LlamaModel* model, const KvLayout& layout, int threads)
+Engine::Engine(Passkey, const LlamaModel* model, const KvLayout& layout, int threads)
     : model_(model), layout_(layout), pool_(std::make_unique<ThreadPool>(threads)) {
   const ModelConfig& c = model_->config();
   rope_freq_.resize(c.head_dim / 2);

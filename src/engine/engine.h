@@ -79,12 +79,17 @@ class Engine {
                 std::span<const int32_t> new_tokens, std::vector<float>* logits);
 
  private:
+  struct Passkey {};  // only Create constructs engines (it validates the options first)
+
+ public:
+  Engine(Passkey, const LlamaModel* model, const KvLayout& layout, int threads);
+
+ private:
   struct Row {
     size_t pos;
     int32_t token;
     bool is_new;
   };
-  Engine(const LlamaModel* model, const KvLayout& layout, int threads);
   Status PlanRows(const KvCache& cache, std::span<const int32_t> tokens,
                   const ForwardOptions& options, std::vector<Row>* rows) const;
   Status PrepareChunks(KvCache* cache, const std::vector<Row>& rows, const ForwardOptions& options,

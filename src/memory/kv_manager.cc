@@ -22,7 +22,7 @@ bool Coarser(KvLevel a, KvLevel b) { return KvLevelBits(a) < KvLevelBits(b); }
 
 }  // namespace
 
-KvManager::KvManager(Engine* engine, ChunkStore* store, const KvManagerOptions& options)
+KvManager::KvManager(Passkey, Engine* engine, ChunkStore* store, const KvManagerOptions& options)
     : engine_(engine),
       store_(store),
       options_(options),
@@ -35,7 +35,7 @@ StatusOr<std::unique_ptr<KvManager>> KvManager::Open(Engine* engine, ChunkStore*
   if (store == nullptr && options.policy.keep_on_flash) {
     return Status::InvalidArgument("policy '" + options.policy.name + "' needs a flash store");
   }
-  auto manager = std::unique_ptr<KvManager>(new KvManager(engine, store, options));  // NOLINT
+  auto manager = std::make_unique<KvManager>(Passkey{}, engine, store, options);
   if (options.measure_cost) {
     LLMS_ASSIGN_OR_RETURN(manager->cost_, CostModel::Measure(engine, store));
   }

@@ -115,12 +115,17 @@ class KvManager : private KvChunkAllocator {
   Status CheckInvariants();
 
  private:
+  struct Passkey {};  // only Open constructs managers
+
+ public:
+  KvManager(Passkey, Engine* engine, ChunkStore* store, const KvManagerOptions& options);
+
+ private:
   struct ChunkState;
   struct Context;
   struct WriteJob;
   struct Restore;
 
-  KvManager(Engine* engine, ChunkStore* store, const KvManagerOptions& options);
   Status LoadFromStore();
 
   // KvChunkAllocator: reserve from the budget, evicting other contexts' chunks as needed.
