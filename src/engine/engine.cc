@@ -292,13 +292,4 @@ void Engine::Logits(const std::vector<Row>& rows, LogitsMode mode, std::vector<f
   MatMul(w.output, xb_.data(), picked.size(), logits->data(), pool_.get());
 }
 
-Status Engine::Append(KvCache* cache, std::vector<int32_t>* context_tokens,
-                      std::span<const int32_t> new_tokens, std::vector<float>* logits) {
-  const size_t old = context_tokens->size();
-  context_tokens->insert(context_tokens->end(), new_tokens.begin(), new_tokens.end());
-  Status s = Forward(cache, *context_tokens, ForwardOptions{}, logits);
-  if (!s.ok()) context_tokens->resize(old);
-  return s;
-}
-
 }  // namespace llms

@@ -73,11 +73,6 @@ class Engine {
   Status Forward(KvCache* cache, std::span<const int32_t> tokens, const ForwardOptions& options,
                  std::vector<float>* logits);
 
-  // Convenience: appends `new_tokens` to a context whose text is `*context_tokens` and returns
-  // the last token's logits.
-  Status Append(KvCache* cache, std::vector<int32_t>* context_tokens,
-                std::span<const int32_t> new_tokens, std::vector<float>* logits);
-
  private:
   struct Passkey {};  // only Create constructs engines (it validates the options first)
 

@@ -33,10 +33,6 @@ void KvChunk::SetAllLayersPresent(bool present) {
   std::fill(present_.begin(), present_.end(), present ? 1 : 0);
 }
 
-bool KvChunk::AllLayersPresent() const {
-  return std::all_of(present_.begin(), present_.end(), [](uint8_t p) { return p != 0; });
-}
-
 float KvChunk::Density() const {
   double sum = 0;
   size_t n = 0;
@@ -70,16 +66,6 @@ Status KvChunk::ConvertTo(KvLevel level) {
   data_ = std::move(out);
   level_ = level;
   return Status::Ok();
-}
-
-StatusOr<std::unique_ptr<KvChunk>> KvChunk::Copy() const {
-  LLMS_ASSIGN_OR_RETURN(auto copy, Create(layout_, num_layers_, level_, allocator_));
-  copy->valid_tokens_ = valid_tokens_;
-  copy->data_ = data_;
-  copy->present_ = present_;
-  copy->prob_sum_ = prob_sum_;
-  copy->prob_count_ = prob_count_;
-  return copy;
 }
 
 void KvCache::set_num_tokens(size_t n) {

@@ -54,7 +54,6 @@ class KvChunk {
   bool layer_present(size_t l) const { return present_[l] != 0; }
   void set_layer_present(size_t l, bool present) { present_[l] = present ? 1 : 0; }
   void SetAllLayersPresent(bool present);
-  bool AllLayersPresent() const;
 
   // Attention statistics: per token slot, the sum of attention probability it received and the
   // number of (query, head, layer) triples that could see it.
@@ -69,9 +68,6 @@ class KvChunk {
   // keeps the already-lost precision. Errors: the allocator's, when the new size does not fit
   // (the chunk is then unchanged).
   Status ConvertTo(KvLevel level);
-
-  // A deep copy (bytes, presence, statistics), reserved from the same allocator.
-  StatusOr<std::unique_ptr<KvChunk>> Copy() const;
 
  private:
   struct Passkey {};  // only Create constructs chunks (so every byte is reserved first)

@@ -20,7 +20,6 @@ class MemoryBudget {
   size_t limit() const { return limit_; }
   size_t used() const { return used_.load(); }
   size_t peak() const { return peak_.load(); }
-  size_t available() const { return limit_ - used(); }
 
  private:
   const size_t limit_;
