@@ -33,10 +33,10 @@ StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
   return Seconds(start);
 }
 
-// Writes `chunks` scratch chunks of `layer_bytes` per layer and times reading them back the way a
-// restore does: one batch per layer over all chunks. Returns the seconds per (chunk, layer).
-StatusOr<double> TimeBatchedReads(ChunkStore* store, uint64_t scratch, uint32_t first_index,
-                                  size_t layers, size_t layer_bytes, size_t chunks) {
+// Writes `chunks` scratch chunks of `layer_bytes` per layer to context `scratch`.
+StatusOr<std::vector<ChunkMeta>> WriteScratchChunks(ChunkStore* store, uint64_t scratch,
+                                                    uint32_t first_index, size_t layers,
+                                                    size_t layer_bytes, size_t chunks) {
   std::vector<uint8_t> bytes(layers * layer_bytes, 0x5A);
   std::vector<ChunkMeta> metas;
   for (size_t c = 0; c < chunks; ++c) {
@@ -48,35 +48,65 @@ StatusOr<double> TimeBatchedReads(ChunkStore* store, uint64_t scratch, uint32_t 
     LLMS_ASSIGN_OR_RETURN(ChunkMeta written, store->WriteChunk(meta, bytes));
     metas.push_back(std::move(written));
   }
-  std::vector<std::vector<uint8_t>> out(chunks, std::vector<uint8_t>(layer_bytes));
+  return metas;
+}
+
+// Times reading `metas` back the way a pipelined restore does (one batch per layer over all
+// chunks) and returns the seconds per (chunk, layer).
+StatusOr<double> TimeLayerReads(ChunkStore* store, const std::vector<ChunkMeta>& metas) {
+  const size_t layers = metas[0].num_layers;
+  std::vector<std::vector<uint8_t>> out(metas.size(), std::vector<uint8_t>(metas[0].layer_bytes));
   std::vector<ChunkStore::LayerRead> reads;
-  for (size_t c = 0; c < chunks; ++c) reads.push_back({&metas[c], 0, out[c], {}});
+  for (size_t c = 0; c < metas.size(); ++c) reads.push_back({&metas[c], 0, out[c], {}});
   const auto start = Clock::now();
   for (size_t l = 0; l < layers; ++l) {
     for (auto& r : reads) r.layer = static_cast<uint32_t>(l);
     LLMS_RETURN_IF_ERROR(store->ReadLayers(reads));
   }
-  return Seconds(start) / static_cast<double>(layers * chunks);
+  return Seconds(start) / static_cast<double>(layers * metas.size());
 }
 
-// Fits read time = bytes * b + requests * r from batched reads of the largest (f16) and the
-// smallest (int2) layer slices this model has, as the restore pipeline issues them.
+// Times reading `metas` whole in merged requests, as a bulk restore does; seconds per byte.
+StatusOr<double> TimeChunkReads(ChunkStore* store, const std::vector<ChunkMeta>& metas) {
+  std::vector<std::vector<uint8_t>> out;
+  std::vector<ChunkStore::ChunkRead> reads;
+  size_t bytes = 0;
+  for (const ChunkMeta& m : metas) out.emplace_back(m.data_bytes());
+  for (size_t c = 0; c < metas.size(); ++c) {
+    reads.push_back({&metas[c], out[c], {}});
+    bytes += metas[c].data_bytes();
+  }
+  const auto start = Clock::now();
+  LLMS_RETURN_IF_ERROR(store->ReadChunks(reads));
+  return Seconds(start) / static_cast<double>(bytes);
+}
+
+// Fits layer-wise read time = bytes * b + requests * r from batched reads of the largest (f16)
+// and the smallest (int2) layer slices this model has, as the restore pipeline issues them; and
+// the bulk read time per byte from whole-chunk reads of the f16 chunks.
 Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
   const KvLayout& layout = engine->kv_layout();
   const size_t layers = engine->config().n_layers;
   const size_t big = layout.LayerBytes(KvLevel::kF16), small = layout.LayerBytes(KvLevel::kInt2);
   constexpr size_t kChunks = 16;
   LLMS_ASSIGN_OR_RETURN(uint64_t scratch, store->CreateContext("llms-cost-model", {}));
-  StatusOr<double> t_big = TimeBatchedReads(store, scratch, 0, layers, big, kChunks);
-  StatusOr<double> t_small = t_big.ok()
-                                 ? TimeBatchedReads(store, scratch, kChunks, layers, small, kChunks)
-                                 : t_big.status();
+  auto measure = [&]() -> Status {
+    LLMS_ASSIGN_OR_RETURN(auto big_chunks,
+                          WriteScratchChunks(store, scratch, 0, layers, big, kChunks));
+    LLMS_ASSIGN_OR_RETURN(auto small_chunks,
+                          WriteScratchChunks(store, scratch, kChunks, layers, small, kChunks));
+    LLMS_ASSIGN_OR_RETURN(double t_big, TimeLayerReads(store, big_chunks));
+    LLMS_ASSIGN_OR_RETURN(double t_small, TimeLayerReads(store, small_chunks));
+    LLMS_ASSIGN_OR_RETURN(cost->bulk_read_seconds_per_byte, TimeChunkReads(store, big_chunks));
+    const double per_byte = std::max(0.0, (t_big - t_small) / static_cast<double>(big - small));
+    cost->read_seconds_per_byte = per_byte > 0 ? per_byte : t_big / static_cast<double>(big);
+    cost->read_seconds_per_request =
+        std::max(0.0, t_big - static_cast<double>(big) * cost->read_seconds_per_byte);
+    return Status::Ok();
+  };
+  Status measured = measure();
   Status deleted = store->DeleteContext(scratch);
-  if (!t_small.ok()) return t_small.status();
-  const double per_byte = std::max(0.0, (*t_big - *t_small) / static_cast<double>(big - small));
-  cost->read_seconds_per_byte = per_byte > 0 ? per_byte : *t_big / static_cast<double>(big);
-  cost->read_seconds_per_request =
-      std::max(0.0, *t_big - static_cast<double>(big) * cost->read_seconds_per_byte);
+  LLMS_RETURN_IF_ERROR(measured);
   return deleted;
 }
 
@@ -130,6 +160,38 @@ std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size
   }
   std::sort(recompute.begin(), recompute.end());
   return recompute;
+}
+
+RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_rows,
+                        double mean_position, const CostModel& cost) {
+  RestorePlan plan;
+  plan.recompute = PlanRecompute(missing, new_rows, mean_position, cost);
+  size_t layer_bytes = 0, layer_requests = 0, pipelined_rows = new_rows;
+  size_t all_bytes = 0, bulk_rows = new_rows;
+  std::vector<size_t> forced;
+  for (const MissingChunk& m : missing) {
+    all_bytes += m.read_bytes;
+    if (m.read_bytes == 0) {
+      forced.push_back(m.index);
+      bulk_rows += m.tokens;
+    }
+    if (std::binary_search(plan.recompute.begin(), plan.recompute.end(), m.index)) {
+      pipelined_rows += m.tokens;
+    } else {
+      layer_bytes += m.read_bytes;
+      layer_requests += m.layers;
+    }
+  }
+  if (all_bytes == 0) return plan;
+  const double pipelined = std::max(cost.ReadSeconds(layer_bytes, layer_requests),
+                                    cost.ComputeSeconds(pipelined_rows, mean_position));
+  const double bulk =
+      cost.BulkReadSeconds(all_bytes) + cost.ComputeSeconds(bulk_rows, mean_position);
+  if (bulk <= pipelined) {
+    plan.recompute = std::move(forced);
+    plan.bulk_read = true;
+  }
+  return plan;
 }
 
 }  // namespace llms

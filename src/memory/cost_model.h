@@ -18,6 +18,7 @@ struct CostModel {
   double attend_seconds_per_token_pair = 1e-9;  // attention of one row over one position
   double read_seconds_per_byte = 1.0 / 2.0e9;   // direct reads of layer-sized requests
   double read_seconds_per_request = 50e-6;
+  double bulk_read_seconds_per_byte = 1.0 / 2.0e9;  // whole chunks in merged requests
 
   // Seconds to compute `rows` rows whose positions average `mean_position`.
   double ComputeSeconds(size_t rows, double mean_position) const {
@@ -27,6 +28,10 @@ struct CostModel {
   double ReadSeconds(size_t bytes, size_t requests) const {
     return static_cast<double>(bytes) * read_seconds_per_byte +
            static_cast<double>(requests) * read_seconds_per_request;
+  }
+
+  double BulkReadSeconds(size_t bytes) const {
+    return static_cast<double>(bytes) * bulk_read_seconds_per_byte;
   }
 
   // Measures compute on `engine` (two short prefills) and reads on `store` (a scratch context
@@ -48,5 +53,16 @@ struct MissingChunk {
 // recomputed. Prefers recomputing the chunks that are most expensive to read per token.
 std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
                                   double mean_position, const CostModel& cost);
+
+// How a restore runs: either the pipeline (PlanRecompute's split, stored chunks read layer by
+// layer while the pass computes), or a bulk read (every stored chunk read whole in large merged
+// requests before the pass; only chunks not on flash are recomputed), whichever the cost model
+// says finishes first. Large requests reach the device's bandwidth, layer slices do not.
+struct RestorePlan {
+  std::vector<size_t> recompute;  // chunk indices rebuilt from text, ascending
+  bool bulk_read = false;
+};
+RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_rows,
+                        double mean_position, const CostModel& cost);
 
 }  // namespace llms

@@ -140,6 +140,7 @@ class KvManager : private KvChunkAllocator {
 
   Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
                         std::chrono::steady_clock::time_point call_start);
+  void ReadWholeChunks(Context* ctx, Restore* restore);
   void AfterCall(Context* ctx);
   void Compress(Context* ctx);
   void QueueWrites(Context* ctx);

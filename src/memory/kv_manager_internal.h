@@ -47,6 +47,7 @@ struct KvManager::Restore {
   std::vector<size_t> load;       // chunk indices read from flash
   std::vector<ChunkMeta> metas;   // their stored copies, parallel to `load`
   std::vector<size_t> recompute;  // chunk indices rebuilt from text
+  bool bulk = false;              // `load` is read whole before the pass (RestorePlan)
   std::mutex mu;
   std::condition_variable cv;
   size_t layers_done = 0;       // guarded by mu

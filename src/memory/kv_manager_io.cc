@@ -226,11 +226,14 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
   }
   const double mean_position = static_cast<double>(kv) / 2.0;
   if (options_.policy.restore == RestoreMode::kPipelined) {
-    restore->recompute = PlanRecompute(missing, new_rows, mean_position, cost_);
+    RestorePlan plan = PlanRestore(missing, new_rows, mean_position, cost_);
+    restore->recompute = std::move(plan.recompute);
+    restore->bulk = plan.bulk_read;
   } else {
     for (const MissingChunk& m : missing) {
       if (m.read_bytes == 0) restore->recompute.push_back(m.index);
     }
+    restore->bulk = true;  // everything is read before the pass anyway
   }
   for (const MissingChunk& m : missing) {
     if (!std::binary_search(restore->recompute.begin(), restore->recompute.end(), m.index)) {
@@ -260,6 +263,11 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
   if (restore->load.empty()) return Status::Ok();
   const auto start = Clock::now();
   restore->io_start_seconds = std::chrono::duration<double>(start - call_start).count();
+  if (restore->bulk) {
+    ReadWholeChunks(ctx, restore);
+    restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return Status::Ok();
+  }
   auto read_layer = [this, restore, ctx](size_t layer) {
     std::vector<ChunkStore::LayerRead> reads;
     for (size_t k = 0; k < restore->load.size(); ++k) {
@@ -278,7 +286,7 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
     }
     restore->layers_done = layer + 1;
   };
-  if (options_.policy.restore == RestoreMode::kPipelined) {
+  if (options_.policy.restore == RestoreMode::kPipelined) {  // read layer l+1 while computing l
     restore->io = std::thread([=] {
       for (size_t l = 0; l < layers; ++l) {
         read_layer(l);
@@ -291,6 +299,23 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
   for (size_t l = 0; l < layers; ++l) read_layer(l);  // load everything, then run
   restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return Status::Ok();
+}
+
+// The bulk read of a restore: every chunk to load, whole, in large merged requests.
+void KvManager::ReadWholeChunks(Context* ctx, Restore* restore) {
+  std::vector<ChunkStore::ChunkRead> reads;
+  for (size_t k = 0; k < restore->load.size(); ++k) {
+    KvChunk* chunk = ctx->cache->chunk(restore->load[k]);
+    reads.push_back({&restore->metas[k], std::span<uint8_t>(chunk->data(), chunk->bytes()), {}});
+  }
+  (void)store_->ReadChunks(reads);
+  std::lock_guard<std::mutex> lock(restore->mu);
+  for (size_t k = 0; k < reads.size(); ++k) {
+    if (reads[k].status.ok()) continue;
+    if (restore->status.ok()) restore->status = reads[k].status;
+    restore->failed.push_back(restore->load[k]);
+  }
+  restore->layers_done = engine_->config().n_layers;
 }
 
 }  // namespace llms

@@ -8,26 +8,12 @@
 #include <set>
 #include <utility>
 
+#include "store/chunk_store_internal.h"
 #include "store/meta_db.h"
 #include "store/store_format.h"
-#include "store/uring_reader.h"
 
 namespace llms {
 namespace fmt = store_format;
-
-// One read of an aligned range of an extent, and the layers in it to verify and copy out.
-struct ChunkStore::Pinned {
-  const ChunkMeta* meta = nullptr;
-  uint64_t begin = 0;   // offset inside the extent, aligned
-  uint64_t length = 0;  // aligned
-  uint32_t first_layer = 0;
-  uint32_t layers = 0;
-  std::span<uint8_t> out;  // layers * layer_bytes
-  AlignedBuffer buf;
-  uint64_t got = 0;  // bytes read
-  bool pinned = false;
-  Status status;
-};
 
 namespace {
 
@@ -35,10 +21,6 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string ChunkName(const ChunkMeta& m) {
-  return "context " + std::to_string(m.context_id) + " chunk " + std::to_string(m.chunk_index);
 }
 
 std::string Join(const std::string& dir, const char* name) { return dir + "/" + name; }
@@ -87,11 +69,7 @@ std::string ChunkStore::CheckRecoveredRow(const ChunkMeta& c, uint64_t file_size
     p.layers = c.num_layers;
     std::vector<uint8_t> sink(c.data_bytes());
     p.out = sink;
-    StatusOr<AlignedBuffer> buf = AlignedBuffer::Allocate(p.length);
-    if (!buf.ok()) return buf.status().ToString();
-    p.buf = std::move(buf).value();
-    ReadPinned(std::span<Pinned>(&p, 1));  // unpinned: nothing else runs during Open
-    Verify(p);
+    ReadPinned(std::span<Pinned>(&p, 1), false);  // unpinned: nothing else runs during Open
     recovery_.verified_chunks++;
     if (!p.status.ok()) return p.status.ToString();
   }
@@ -304,153 +282,6 @@ StatusOr<std::vector<ChunkMeta>> ChunkStore::WriteChunks(std::span<const ChunkWr
   ShrinkLocked();
   if (s.code() == StatusCode::kResourceExhausted) return FullStatusLocked(s, need);
   return s;
-}
-
-// ---- Read path ----
-
-Status ChunkStore::ReadLayer(const ChunkMeta& meta, uint32_t layer, std::span<uint8_t> out) {
-  LayerRead read{&meta, layer, out, Status()};
-  return ReadLayers(std::span<LayerRead>(&read, 1));
-}
-
-Status ChunkStore::ReadLayers(std::span<LayerRead> reads) {
-  std::vector<Pinned> reqs(reads.size());
-  for (size_t i = 0; i < reads.size(); ++i) {
-    const ChunkMeta& m = *reads[i].meta;
-    Pinned& p = reqs[i];
-    p.meta = &m;
-    if (reads[i].layer >= m.num_layers || reads[i].out.size() != m.layer_bytes) {
-      p.status = Status::InvalidArgument(
-          ChunkName(m) + ": layer " + std::to_string(reads[i].layer) + " of " +
-          std::to_string(m.num_layers) + " into " + std::to_string(reads[i].out.size()) +
-          " bytes (layer_bytes " + std::to_string(m.layer_bytes) + ")");
-      continue;
-    }
-    const uint64_t lo = uint64_t{reads[i].layer} * m.layer_bytes;
-    p.begin = AlignDown(lo);
-    p.length = AlignUp(lo + m.layer_bytes) - p.begin;
-    p.first_layer = reads[i].layer;
-    p.layers = 1;
-    p.out = reads[i].out;
-  }
-  const Status first = Read(reqs);
-  for (size_t i = 0; i < reads.size(); ++i) reads[i].status = reqs[i].status;
-  return first;
-}
-
-Status ChunkStore::ReadChunk(const ChunkMeta& meta, std::span<uint8_t> out) {
-  Pinned p;
-  p.meta = &meta;
-  if (out.size() != meta.data_bytes()) {
-    return Status::InvalidArgument(ChunkName(meta) + ": " + std::to_string(out.size()) +
-                                   " bytes given for " + std::to_string(meta.data_bytes()));
-  }
-  p.length = AlignUp(meta.data_bytes());
-  p.layers = meta.num_layers;
-  p.out = out;
-  return Read(std::span<Pinned>(&p, 1));
-}
-
-Status ChunkStore::Read(std::span<Pinned> reqs) {
-  for (Pinned& p : reqs) {
-    if (!p.status.ok()) continue;
-    const ChunkMeta& m = *p.meta;
-    if (m.layer_checksums.size() != m.num_layers || p.begin + p.length > m.extent_length) {
-      p.status = Status::InvalidArgument(ChunkName(m) + ": metadata not from this store");
-      continue;
-    }
-    StatusOr<AlignedBuffer> buf = AlignedBuffer::Allocate(p.length);
-    if (!buf.ok()) p.status = buf.status();
-    if (buf.ok()) p.buf = std::move(buf).value();
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (Pinned& p : reqs) {
-      if (!p.status.ok()) continue;
-      const ChunkMeta& m = *p.meta;
-      p.pinned = extents_.Pin(m.extent_offset, m.extent_length, m.generation);
-      if (!p.pinned) {
-        p.status = Status::NotFound(ChunkName(m) + " generation " + std::to_string(m.generation) +
-                                    " is no longer stored (rewritten or deleted)");
-      }
-    }
-  }
-  ReadPinned(reqs);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (Pinned& p : reqs) {
-      if (p.pinned) extents_.Unpin(p.meta->extent_offset);
-    }
-  }
-  Status first;
-  for (Pinned& p : reqs) {
-    Verify(p);
-    if (first.ok() && !p.status.ok()) first = p.status;
-  }
-  return first;
-}
-
-void ChunkStore::ReadPinned(std::span<Pinned> reqs) {
-  std::vector<UringReader::Request> batch;
-  std::vector<Pinned*> owners;
-  for (Pinned& p : reqs) {
-    if (!p.status.ok()) continue;
-    batch.push_back({p.meta->extent_offset + p.begin, p.buf.span(), 0, Status()});
-    owners.push_back(&p);
-    reads_++;
-    bytes_read_ += p.length;
-  }
-  bool done = false;
-  if (batch.size() > 1 && uring_ != nullptr) {
-    std::unique_lock<std::mutex> ring(uring_mu_, std::try_to_lock);
-    if (ring.owns_lock()) {
-      // A ring failure is also recorded in every unfinished request.
-      (void)uring_->Read(data_->NativeHandleOrMinusOne(), data_path_.c_str(), batch);
-      done = true;
-    }
-  }
-  if (!done) {
-    for (UringReader::Request& r : batch) {
-      StatusOr<size_t> n = data_->Read(r.offset, r.buf);
-      if (n.ok()) r.done = *n;
-      r.status = n.status();
-    }
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    owners[i]->got = batch[i].done;
-    owners[i]->status = batch[i].status;
-  }
-}
-
-void ChunkStore::Verify(Pinned& p) {
-  if (!p.status.ok()) return;
-  const ChunkMeta& m = *p.meta;
-  const uint64_t file_offset = m.extent_offset + p.begin;
-  if (p.got < p.length) {
-    p.status =
-        Status::Corruption(ChunkName(m) + ": short read of chunks.dat at offset " +
-                           std::to_string(file_offset) + ": got " + std::to_string(p.got) + " of " +
-                           std::to_string(p.length) + " bytes (data file truncated?)");
-    return;
-  }
-  for (uint32_t l = p.first_layer; l < p.first_layer + p.layers; ++l) {
-    const uint64_t at = uint64_t{l} * m.layer_bytes - p.begin;
-    const std::span<const uint8_t> slice(p.buf.data() + at, m.layer_bytes);
-    const uint64_t sum = fmt::LayerChecksum(slice);
-    if (sum != m.layer_checksums[l]) {
-      checksum_failures_++;
-      p.status = Status::Corruption(ChunkName(m) + " layer " + std::to_string(l) +
-                                    ": checksum mismatch in chunks.dat at "
-                                    "offset " +
-                                    std::to_string(file_offset + at) + " (" +
-                                    std::to_string(m.layer_bytes) + " bytes): stored " +
-                                    std::to_string(m.layer_checksums[l]) + ", computed " +
-                                    std::to_string(sum));
-      return;
-    }
-    std::memcpy(p.out.data() + uint64_t{l - p.first_layer} * m.layer_bytes, slice.data(),
-                slice.size());
-  }
 }
 
 StoreStats ChunkStore::stats() const {

@@ -110,6 +110,20 @@ class ChunkStore {
   // Reads the whole chunk (data_bytes() bytes into `out`) with one request; checks every layer
   // and reports the first bad one.
   Status ReadChunk(const ChunkMeta& meta, std::span<uint8_t> out);
+  // One request of ReadChunks.
+  struct ChunkRead {
+    const ChunkMeta* meta = nullptr;  // must outlive the call
+    std::span<uint8_t> out;           // meta->data_bytes() bytes
+    Status status;                    // out: this chunk's result
+  };
+  // Reads many whole chunks at once: extents that lie close together on disk are merged into
+  // requests of up to kMaxMergedReadBytes (the small gaps between them are read and dropped),
+  // because the device reaches its bandwidth only with large requests (docs/store_format.md).
+  // Each chunk is verified and copied out as soon as its request completes, while later ones
+  // are still in flight. Each request gets its own status; returns the first failure, or OK.
+  Status ReadChunks(std::span<ChunkRead> reads);
+  static constexpr uint64_t kMaxMergedReadBytes = uint64_t{1} << 20;
+  static constexpr uint64_t kMaxMergedGapBytes = uint64_t{64} << 10;
   // Runs many ReadLayer requests at once (io_uring when available): each request gets its own
   // status; returns the first failure, or OK.
   Status ReadLayers(std::span<LayerRead> reads);
@@ -126,7 +140,7 @@ class ChunkStore {
   struct OpenKey {
     explicit OpenKey() = default;
   };
-  struct Pinned;  // a read request with its pinned extent range (chunk_store.cc)
+  struct Pinned;  // a read request with its pinned extent range (chunk_store_internal.h)
 
  public:
   // Use Open.
@@ -145,10 +159,12 @@ class ChunkStore {
   void RetireLocked(std::span<const ChunkMeta> rows);
   void ShrinkLocked();
 
-  // The read pipeline: pin (under mu_), read (outside it), unpin, verify and copy out.
-  Status Read(std::span<Pinned> reqs);
-  void ReadPinned(std::span<Pinned> reqs);
-  void Verify(Pinned& p);
+  // The read pipeline: pin (under mu_), read and verify (outside it), unpin. With `merge`,
+  // requests close together on disk share one device request.
+  Status Read(std::span<Pinned> reqs, bool merge);
+  void ReadPinned(std::span<Pinned> reqs, bool merge);
+  // Checks and copies out `p` from `bytes`, its range as read (`got` bytes of it valid).
+  void Verify(Pinned& p, const uint8_t* bytes, uint64_t got);
 
   Env* const env_;
   const std::string dir_;
@@ -166,6 +182,10 @@ class ChunkStore {
   // at a time; a batch that finds it busy uses pread rather than wait.
   std::unique_ptr<UringReader> uring_;
   std::mutex uring_mu_;
+  // Bounce buffers of ReadPinned's io_uring path, reused across batches (guarded by
+  // uring_mu_): at most kReadBufferPool of kMaxMergedReadBytes each.
+  static constexpr size_t kReadBufferPool = 16;
+  std::vector<AlignedBuffer> read_buffers_;
 
   std::atomic<uint64_t> reads_{0}, bytes_read_{0}, writes_{0}, bytes_written_{0}, syncs_{0};
   std::atomic<uint64_t> checksum_failures_{0};

@@ -41,9 +41,18 @@ bool UringReader::Submit(int fd, Request* r) {
   return true;
 }
 
-Status UringReader::Read(int fd, const char* path, std::span<Request> requests) {
+Status UringReader::Read(int fd, const char* path, std::span<Request> requests,
+                         const Callbacks& callbacks) {
+  const auto& on_done = callbacks.on_done;
+  std::vector<bool> finished(requests.size(), false);
+  auto finish = [&](Request* r) {
+    const size_t index = static_cast<size_t>(r - requests.data());
+    finished[index] = true;
+    if (on_done) on_done(index);
+  };
   std::vector<Request*> again;  // requests whose remainder must be queued again
   size_t next = 0;
+  size_t prepared = 0;     // requests [0, prepared) went through before_submit
   unsigned queued = 0;     // prepared, not yet accepted by the kernel
   unsigned in_flight = 0;  // accepted; the kernel may still write their buffers
   Status ring_status;
@@ -51,7 +60,19 @@ Status UringReader::Read(int fd, const char* path, std::span<Request> requests) 
   for (;;) {
     if (ring_status.ok()) {
       while (!again.empty() && queued + in_flight < depth_ && queue(again.back())) again.pop_back();
-      while (next < requests.size() && queued + in_flight < depth_ && queue(&requests[next])) {
+      while (next < requests.size() && queued + in_flight < depth_) {
+        Request* r = &requests[next];
+        if (prepared == next) {
+          ++prepared;
+          Status ready = callbacks.before_submit ? callbacks.before_submit(next) : Status::Ok();
+          if (!ready.ok()) {
+            r->status = ready;
+            ++next;
+            finish(r);
+            continue;
+          }
+        }
+        if (!queue(r)) break;
         ++next;
       }
       if (queued > 0) {
@@ -88,16 +109,21 @@ Status UringReader::Read(int fd, const char* path, std::span<Request> requests) 
     } else if (res < 0) {
       r->status = Status::FromErrno(
           std::string("read ") + path + " at offset " + std::to_string(r->offset + r->done), -res);
+      finish(r);
     } else {
       r->done += static_cast<uint64_t>(res);
       // A short read is the end of the file unless more can be asked for at an aligned offset.
-      if (res > 0 && r->done < r->buf.size() && IsAligned(r->done)) again.push_back(r);
+      if (res > 0 && r->done < r->buf.size() && IsAligned(r->done)) {
+        again.push_back(r);
+      } else {
+        finish(r);
+      }
     }
   }
-  if (!ring_status.ok()) {
-    for (Request& r : requests) {
-      if (r.status.ok() && r.done < r.buf.size()) r.status = ring_status;
-    }
+  for (Request& r : requests) {
+    if (finished[static_cast<size_t>(&r - requests.data())]) continue;
+    if (r.status.ok() && r.done < r.buf.size()) r.status = ring_status;
+    finish(&r);
   }
   return ring_status;
 }

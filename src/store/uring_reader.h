@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 
@@ -33,10 +34,21 @@ class UringReader {
   UringReader(std::unique_ptr<io_uring, RingDeleter> ring, unsigned depth);
   ~UringReader();
 
+  // Hooks of one Read, both run on the calling thread, once per request (by index).
+  struct Callbacks {
+    // Runs just before the request is first queued, so its buffer can be assigned late (a
+    // caller can then cycle a few buffers through many requests). A failure becomes the
+    // request's status and it is not read.
+    std::function<Status(size_t)> before_submit;
+    // Runs as soon as the request has its final result, while later ones may be in flight.
+    std::function<void(size_t)> on_done;
+  };
+
   // Reads every request from `fd`, at most depth() in flight. Each request gets its own
   // result; the returned Status is IOError only when the ring itself fails (then requests not
   // yet completed carry that error too). `path` names the file in messages.
-  Status Read(int fd, const char* path, std::span<Request> requests);
+  Status Read(int fd, const char* path, std::span<Request> requests,
+              const Callbacks& callbacks = {});
   unsigned depth() const { return depth_; }
 
  private:

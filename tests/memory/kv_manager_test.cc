@@ -100,6 +100,7 @@ TEST_F(KvManagerTest, RestoreIsLosslessUnderRandomEviction) {
   CostModel balanced;
   balanced.compute_seconds_per_token = 1e-3;
   balanced.read_seconds_per_byte = 16e-3 / static_cast<double>(ChunkBytes(KvLevel::kF16));
+  balanced.bulk_read_seconds_per_byte = balanced.read_seconds_per_byte;  // no bulk advantage
   for (RestoreMode mode :
        {RestoreMode::kPipelined, RestoreMode::kLoadThenRun, RestoreMode::kRecomputeOnly}) {
     OpenManager(Uncompressed(mode), size_t{64} << 20, false, balanced);

@@ -111,6 +111,30 @@ TEST_F(RecoveryTest, FlippedByteAtEveryOffsetFailsOnlyItsLayer) {
   ExpectChunk(store.get(), small, Payload(small, 1));
 }
 
+// A damaged chunk inside a merged read fails alone; its neighbours in the same device
+// request are still delivered.
+TEST_F(RecoveryTest, DamageInsideAMergedReadFailsOnlyThatChunk) {
+  auto store = Open();
+  const uint64_t ctx = *store->CreateContext("app", {});
+  std::vector<ChunkMeta> metas;
+  for (uint32_t i = 0; i < 8; ++i) {
+    metas.push_back(*store->WriteChunk(Meta(ctx, i, 4, 3000), Payload(Meta(ctx, i, 4, 3000), i)));
+  }
+  FlipByte(DataFile(), metas[3].extent_offset + 2 * 3000 + 17);
+  std::vector<std::vector<uint8_t>> outs(8, std::vector<uint8_t>(12000));
+  std::vector<ChunkStore::ChunkRead> reads;
+  for (uint32_t i = 0; i < 8; ++i) reads.push_back({&metas[i], outs[i], {}});
+  const Status s = store->ReadChunks(reads);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("chunk 3 layer 2"), std::string::npos) << s.ToString();
+  for (uint32_t i = 0; i < 8; ++i) {
+    if (i == 3) continue;
+    ASSERT_OK(reads[i].status);
+    EXPECT_EQ(outs[i], Payload(metas[i], i));
+  }
+  FlipByte(DataFile(), metas[3].extent_offset + 2 * 3000 + 17);
+}
+
 TEST_F(RecoveryTest, VerifyOnOpenDropsDamagedChunks) {
   ChunkMeta good, bad;
   {
