@@ -39,6 +39,8 @@ class [[nodiscard]] Status {
   // Turns an errno value into IOError (or ResourceExhausted for ENOSPC/EDQUOT/ENOMEM), with
   // `context` (usually "open /path") in front of strerror's text.
   static Status FromErrno(std::string_view context, int err);
+  // A status of a given code (decoding a code that crossed a wire, say).
+  static Status FromCode(StatusCode code, std::string_view msg) { return Status(code, msg); }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

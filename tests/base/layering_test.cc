@@ -28,8 +28,9 @@ const std::map<std::string, std::set<std::string>>& AllowedDeps() {
       {"model", {"kernels", "env", "base"}},
       {"engine", {"model", "kernels", "base"}},
       {"memory", {"engine", "store", "base"}},
-      {"service", {"memory", "engine", "model", "base"}},
-      {"client", {"base"}},  // plus the protocol headers, once they exist
+      {"protocol", {"base"}},
+      {"service", {"memory", "engine", "model", "protocol", "base"}},
+      {"client", {"protocol", "base"}},
   };
   return deps;
 }

@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "base/status.h"
@@ -19,6 +21,8 @@ Runner AddGenerate(CLI::App& app);
 Runner AddPerplexity(CLI::App& app);
 Runner AddSynth(CLI::App& app);
 Runner AddBench(CLI::App& app);
+// new, call, chat, list, delete, stats: clients of a running llmsd. Returns (name, runner).
+std::vector<std::pair<std::string, Runner>> AddServiceCommands(CLI::App& app);
 
 // The default model: $LLMS_MODEL, else ../shared/models/stories260K.gguf found from the current
 // directory or from the directory of this executable upwards.

@@ -1,0 +1,142 @@
+#include "client/client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace llms {
+
+using wire::Json;
+
+std::string DefaultSocketPath() {
+  if (const char* env = std::getenv("LLMS_SOCKET"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/llmsd.sock";
+  }
+  return "/run/llms/llmsd.sock";
+}
+
+Client::Client(Key, int fd) : fd_(fd) {}
+
+Client::~Client() { close(fd_); }
+
+StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path) {
+  sockaddr_un addr{};
+  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
+    return Status::InvalidArgument("socket path '" + socket_path + "' is empty or too long");
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("socket(AF_UNIX)", errno);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::Unavailable("cannot connect to llmsd at " + socket_path + ": " +
+                               std::strerror(err) +
+                               " (is the daemon running? start it with "
+                               "`llmsd --socket " +
+                               socket_path + "`)");
+  }
+  auto client = std::make_unique<Client>(Key(), fd);
+  LLMS_ASSIGN_OR_RETURN(
+      Json hello, client->Request(Json{{"type", "hello"}, {"version", wire::kProtocolVersion}}));
+  client->app_ = hello.value("app", "");
+  client->model_ = hello.value("model", "");
+  return client;
+}
+
+StatusOr<Json> Client::Request(Json request, const std::function<void(const Json&)>& on_token) {
+  const uint64_t id = next_id_++;
+  request["id"] = id;
+  LLMS_RETURN_IF_ERROR(Write(request));
+  for (;;) {
+    LLMS_ASSIGN_OR_RETURN(std::string frame, wire::ReadFrame(fd_));
+    LLMS_ASSIGN_OR_RETURN(Json reply, wire::ParseMessage(frame));
+    const std::string type = reply.value("type", "");
+    if (type == "cancelled") continue;  // the acknowledgement of a Cancel
+    if (reply.value("id", uint64_t{0}) != id) {
+      if (type == "error") return wire::StatusFromError(reply);  // connection-level error
+      continue;
+    }
+    if (type == "token") {
+      if (on_token) on_token(reply);
+      continue;
+    }
+    if (type == "error") return wire::StatusFromError(reply);
+    return reply;
+  }
+}
+
+StatusOr<uint64_t> Client::NewContext(const std::string& system_prompt) {
+  Json request{{"type", "create"}};
+  if (!system_prompt.empty()) request["system_prompt"] = system_prompt;
+  LLMS_ASSIGN_OR_RETURN(Json reply, Request(std::move(request)));
+  return reply.value("context", uint64_t{0});
+}
+
+StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
+                                 const CallOptions& options,
+                                 const std::function<bool(std::string_view)>& on_text) {
+  Json request{{"type", "call"},
+               {"context", context},
+               {"prompt", prompt},
+               {"max_tokens", options.max_tokens},
+               {"temperature", options.temperature},
+               {"top_k", options.top_k},
+               {"top_p", options.top_p},
+               {"seed", options.seed}};
+  if (!options.stop.empty()) request["stop"] = options.stop;
+  running_call_ = next_id_;
+  cancel_sent_ = false;
+  StatusOr<Json> reply = Request(std::move(request), [&](const Json& token) {
+    if (on_text && !on_text(token.value("text", ""))) Cancel();
+  });
+  running_call_ = 0;
+  LLMS_RETURN_IF_ERROR(reply.status());
+  CallReply out;
+  out.text = reply->value("text", "");
+  out.stop_reason = reply->value("stop_reason", "");
+  if (reply->contains("usage")) {
+    out.prompt_tokens = (*reply)["usage"].value("prompt_tokens", size_t{0});
+    out.completion_tokens = (*reply)["usage"].value("completion_tokens", size_t{0});
+  }
+  out.stats = reply->value("stats", Json::object());
+  return out;
+}
+
+void Client::Cancel() {
+  const uint64_t target = running_call_;
+  if (target == 0 || cancel_sent_.exchange(true)) return;
+  (void)Write(Json{{"type", "cancel"}, {"target", target}});
+}
+
+Status Client::Write(const Json& message) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return wire::WriteFrame(fd_, wire::Serialize(message));
+}
+
+Status Client::DeleteContext(uint64_t context) {
+  return Request(Json{{"type", "delete"}, {"context", context}}).status();
+}
+
+StatusOr<std::vector<ContextSummary>> Client::ListContexts() {
+  LLMS_ASSIGN_OR_RETURN(Json reply, Request(Json{{"type", "list"}}));
+  std::vector<ContextSummary> out;
+  for (const Json& c : reply.value("contexts", Json::array())) {
+    out.push_back({c.value("context", uint64_t{0}), c.value("tokens", size_t{0}),
+                   c.value("chunks", size_t{0}), c.value("resident_chunks", size_t{0}),
+                   c.value("flash_chunks", size_t{0})});
+  }
+  return out;
+}
+
+StatusOr<Json> Client::Stats(uint64_t context) {
+  return Request(Json{{"type", "stats"}, {"context", context}});
+}
+
+}  // namespace llms

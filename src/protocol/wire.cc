@@ -1,0 +1,176 @@
+#include "protocol/wire.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace llms::wire {
+namespace {
+
+struct CodeName {
+  StatusCode code;
+  const char* name;
+};
+constexpr CodeName kCodes[] = {
+    {StatusCode::kNotFound, "not_found"},
+    {StatusCode::kCorruption, "corruption"},
+    {StatusCode::kInvalidArgument, "invalid_argument"},
+    {StatusCode::kIOError, "io_error"},
+    {StatusCode::kResourceExhausted, "resource_exhausted"},
+    {StatusCode::kUnavailable, "unavailable"},
+};
+
+Status WriteAll(int fd, const uint8_t* data, size_t size) {
+  while (size > 0) {
+    // MSG_NOSIGNAL: a peer that went away is an error value here, not a SIGPIPE.
+    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOTSOCK) {
+      const ssize_t w = write(fd, data, size);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status::FromErrno("write to peer", errno);
+      data += w;
+      size -= static_cast<size_t>(w);
+      continue;
+    }
+    if (n < 0) return Status::FromErrno("send to peer", errno);
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Reads exactly `size` bytes; *got tells how many arrived before an end of stream.
+Status ReadAll(int fd, uint8_t* data, size_t size, size_t* got) {
+  *got = 0;
+  while (*got < size) {
+    const ssize_t n = read(fd, data + *got, size - *got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read from peer", errno);
+    if (n == 0) return Status::Ok();
+    *got += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+std::string TypeName(const Json& v) { return v.type_name(); }
+
+Status WrongType(const char* field, const char* expected, const Json& v) {
+  return Status::InvalidArgument(std::string("field '") + field + "': expected " + expected +
+                                 ", got " + TypeName(v));
+}
+
+}  // namespace
+
+Status WriteFrame(int fd, std::string_view payload) {
+  if (payload.size() > UINT32_MAX) return Status::InvalidArgument("message over 4 GiB");
+  const auto n = static_cast<uint32_t>(payload.size());
+  const uint8_t header[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
+                             static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
+  LLMS_RETURN_IF_ERROR(WriteAll(fd, header, sizeof(header)));
+  return WriteAll(fd, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+}
+
+StatusOr<std::string> ReadFrame(int fd, uint32_t max_bytes) {
+  uint8_t header[4];
+  size_t got = 0;
+  LLMS_RETURN_IF_ERROR(ReadAll(fd, header, sizeof(header), &got));
+  if (got == 0) return Status::Unavailable("connection closed");
+  if (got < sizeof(header)) return Status::IOError("connection closed inside a frame header");
+  const uint32_t n = header[0] | (uint32_t{header[1]} << 8) | (uint32_t{header[2]} << 16) |
+                     (uint32_t{header[3]} << 24);
+  if (n > max_bytes) {
+    return Status::InvalidArgument("frame of " + std::to_string(n) +
+                                   " bytes exceeds the limit of " + std::to_string(max_bytes) +
+                                   " (is the peer speaking the llms protocol? see "
+                                   "docs/protocol.md)");
+  }
+  std::string payload(n, '\0');
+  LLMS_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<uint8_t*>(payload.data()), n, &got));
+  if (got < n) {
+    return Status::IOError("connection closed inside a frame (" + std::to_string(got) + " of " +
+                           std::to_string(n) + " bytes)");
+  }
+  return payload;
+}
+
+StatusOr<Json> ParseMessage(std::string_view payload) {
+  // Parsing without exceptions: a discarded value marks any syntax error, including invalid
+  // UTF-8 inside strings, which nlohmann rejects.
+  Json m = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (m.is_discarded()) {
+    return Status::InvalidArgument(
+        "message is not valid JSON (or its strings are not valid UTF-8)");
+  }
+  if (!m.is_object()) return Status::InvalidArgument("message is not a JSON object");
+  auto type = m.find("type");
+  if (type == m.end() || !type->is_string()) {
+    return Status::InvalidArgument("message has no string field 'type'");
+  }
+  return m;
+}
+
+std::string Serialize(const Json& message) {
+  return message.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+StatusOr<std::string> GetString(const Json& m, const char* field) {
+  auto it = m.find(field);
+  if (it == m.end()) return Status::InvalidArgument(std::string("missing field '") + field + "'");
+  if (!it->is_string()) return WrongType(field, "a string", *it);
+  return it->get<std::string>();
+}
+
+StatusOr<std::string> GetString(const Json& m, const char* field, const std::string& fallback) {
+  if (!m.contains(field) || m.at(field).is_null()) return fallback;
+  return GetString(m, field);
+}
+
+StatusOr<uint64_t> GetUint(const Json& m, const char* field) {
+  auto it = m.find(field);
+  if (it == m.end()) return Status::InvalidArgument(std::string("missing field '") + field + "'");
+  if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<int64_t>() >= 0)) {
+    return WrongType(field, "an unsigned integer", *it);
+  }
+  return it->get<uint64_t>();
+}
+
+StatusOr<uint64_t> GetUint(const Json& m, const char* field, uint64_t fallback) {
+  if (!m.contains(field) || m.at(field).is_null()) return fallback;
+  return GetUint(m, field);
+}
+
+StatusOr<double> GetNumber(const Json& m, const char* field, double fallback) {
+  auto it = m.find(field);
+  if (it == m.end() || it->is_null()) return fallback;
+  if (!it->is_number()) return WrongType(field, "a number", *it);
+  return it->get<double>();
+}
+
+StatusOr<bool> GetBool(const Json& m, const char* field, bool fallback) {
+  auto it = m.find(field);
+  if (it == m.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) return WrongType(field, "true or false", *it);
+  return it->get<bool>();
+}
+
+Json ErrorMessage(uint64_t id, const Status& status) {
+  const char* code = "unknown";
+  for (const CodeName& c : kCodes) {
+    if (c.code == status.code()) code = c.name;
+  }
+  return Json{{"type", "error"}, {"id", id}, {"code", code}, {"message", status.message()}};
+}
+
+Status StatusFromError(const Json& message) {
+  const std::string code = message.value("code", "unknown");
+  const std::string text = message.value("message", "the daemon gave no message");
+  for (const CodeName& c : kCodes) {
+    if (code == c.name) return Status::FromCode(c.code, text);
+  }
+  return Status::IOError(code + ": " + text);
+}
+
+}  // namespace llms::wire

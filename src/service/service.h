@@ -1,0 +1,115 @@
+// Service: what llmsd does with a request, independent of the transport. Requests are JSON
+// messages of the native protocol (docs/protocol.md) from an app whose identity the transport
+// established (peer credentials); replies go back through the app's Session.
+//
+// The engine runs one call at a time, so calls (and the requests that change contexts: create,
+// delete) wait in a bounded queue served by one worker thread, taking apps in turn so one busy
+// app cannot starve the others; reads (list, stats) are answered at once. A queue that is full
+// is a clear "unavailable" error, not a wait without end.
+//
+// Non-goals: token-level interleaving of two calls (a call runs to its end once started),
+// StreamingLLM-style context shifting (a full context is a clear error).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "base/status.h"
+#include "memory/kv_manager.h"
+#include "model/llama_model.h"
+#include "protocol/wire.h"
+
+namespace llms {
+
+struct ServiceLimits {
+  size_t max_contexts_per_app = 64;
+  size_t max_prompt_tokens = 2048;     // per call, after tokenization
+  size_t max_queued_per_app = 32;      // calls waiting, per app
+  size_t max_queued = 128;             // calls waiting, all apps
+  double queue_timeout_seconds = 300;  // a call not started by then fails with unavailable
+};
+
+// One connected peer. The transport creates it with a sender; the service writes replies
+// through Send (serialized) and marks calls cancelled when the peer asks or disconnects.
+// Thread safety: all methods may be called from any thread.
+class Session {
+ public:
+  using Sender = std::function<Status(const wire::Json&)>;
+  Session(std::string app, Sender sender) : app_(std::move(app)), sender_(std::move(sender)) {}
+
+  const std::string& app() const { return app_; }
+  // False once the peer is gone (a failed send or Close).
+  bool Send(const wire::Json& message);
+  void Close();
+  bool closed() const { return closed_; }
+  void Cancel(uint64_t request_id);
+  bool cancelled(uint64_t request_id);
+  void Forget(uint64_t request_id);
+
+ private:
+  const std::string app_;
+  const Sender sender_;
+  std::mutex mu_;
+  std::atomic<bool> closed_{false};
+  std::set<uint64_t> cancelled_;  // guarded by mu_
+};
+
+class Service {
+ public:
+  // `manager` and `model` must outlive the service.
+  Service(KvManager* manager, const LlamaModel* model, std::string model_name,
+          const ServiceLimits& limits);
+  ~Service();  // Drain()s
+
+  // Handles one message; replies go to `session`. Never blocks on the engine.
+  void Handle(const std::shared_ptr<Session>& session, const wire::Json& request);
+
+  // Refuses new work, lets queued and running calls finish, stops the worker.
+  void Drain();
+  size_t queued() const;
+
+  const std::string& model_name() const { return model_name_; }
+
+ private:
+  struct Job {
+    std::shared_ptr<Session> session;
+    wire::Json request;
+    std::chrono::steady_clock::time_point queued_at;
+  };
+
+  Status Enqueue(const std::shared_ptr<Session>& session, const wire::Json& request);
+  void WorkerLoop();
+  bool PopNext(Job* job);
+  void Run(const Job& job);
+  wire::Json Execute(Session* session, uint64_t rid, const wire::Json& request, Status* status);
+  StatusOr<wire::Json> Create(Session* session, const wire::Json& request);
+  StatusOr<wire::Json> Call(Session* session, uint64_t rid, const wire::Json& request);
+  StatusOr<wire::Json> Delete(Session* session, const wire::Json& request);
+  StatusOr<wire::Json> List(const Session& session);
+  StatusOr<wire::Json> Stats(const Session& session, const wire::Json& request);
+  wire::Json Hello(const Session& session, const wire::Json& request, Status* status);
+
+  KvManager* const manager_;
+  const LlamaModel* const model_;
+  const std::string model_name_;
+  const ServiceLimits limits_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::deque<Job>> queues_;  // by app; guarded by mu_
+  std::string last_app_;                           // round-robin position; guarded by mu_
+  size_t queued_ = 0;                              // guarded by mu_
+  bool draining_ = false;                          // guarded by mu_
+  std::thread worker_;
+};
+
+}  // namespace llms

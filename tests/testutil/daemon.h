@@ -1,0 +1,45 @@
+// A real llmsd process for integration tests (STYLE rule 19: helpers live here): started from
+// the build tree on its own socket and data directory, with its log kept for failure messages.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace llms::testing {
+
+class DaemonProcess {
+ public:
+  // Starts llmsd with the default model, data in `dir`/data and the socket `dir`/llmsd.sock,
+  // plus `extra_args`; returns once the socket accepts connections. The error names the
+  // daemon's last log lines when it exits instead.
+  static StatusOr<std::unique_ptr<DaemonProcess>> Start(
+      const std::string& dir, const std::vector<std::string>& extra_args = {});
+  ~DaemonProcess();  // kills the daemon if it still runs
+
+  const std::string& socket() const { return socket_; }
+  pid_t pid() const { return pid_; }
+  // SIGTERM and wait: the exit code, or 128 + the signal that ended it.
+  int Terminate();
+  // SIGKILL and wait.
+  void Kill();
+  std::string Log() const;
+
+  DaemonProcess(pid_t pid, std::string socket, std::string log)
+      : pid_(pid), socket_(std::move(socket)), log_(std::move(log)) {}
+
+ private:
+  int Wait();
+
+  pid_t pid_;
+  std::string socket_, log_;
+};
+
+// Path of an executable of the build tree ("llmsd", "llms").
+std::string ToolPath(const std::string& name);
+
+}  // namespace llms::testing
