@@ -98,6 +98,10 @@ Status LlamaModel::ReadConfig() {
   if (f.Has("llama.context_length")) {
     LLMS_ASSIGN_OR_RETURN(c.context_length, GetPositive(f, "llama.context_length"));
   }
+  if (f.Has("tokenizer.chat_template")) {
+    LLMS_ASSIGN_OR_RETURN(std::string_view chat, f.GetString("tokenizer.chat_template"));
+    c.chat_template = std::string(chat);
+  }
   if (c.n_heads % c.n_kv_heads != 0 || c.dim % c.n_heads != 0) {
     return Status::InvalidArgument(f.name() + ": head counts " + std::to_string(c.n_heads) + "/" +
                                    std::to_string(c.n_kv_heads) + " do not divide width " +

@@ -28,6 +28,7 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   float rope_base = 10000.0f;
   float rope_linear_scale = 1.0f;  // positions are divided by this (linear RoPE scaling)
+  std::string chat_template;       // tokenizer.chat_template (Jinja), empty when absent
 
   size_t q_width() const { return n_heads * head_dim; }
   size_t kv_width() const { return n_kv_heads * head_dim; }

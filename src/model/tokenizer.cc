@@ -409,12 +409,13 @@ int32_t Tokenizer::FindToken(std::string_view piece) const {
   return it == index_.end() ? -1 : it->second;
 }
 
-std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos,
+                                       bool continuation) const {
   std::vector<int32_t> out;
   out.reserve(text.size() / 2 + 2);  // a guess: small vocabs average about 2 bytes a token
   if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
   if (text.empty()) return out;
-  bool after_special = true;  // the text start counts as following a special token
+  bool after_special = !continuation;  // a start counts as following a special token
   for (const Fragment& f : Partition(text, user_defined_, vocab_.tokens)) {
     if (f.token >= 0) {
       out.push_back(f.token);

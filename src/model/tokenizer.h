@@ -69,7 +69,8 @@ class Tokenizer {
   // false): bos first when add_bos and the vocab's add_bos flag are both set; user-defined tokens
   // written in the text are matched as whole tokens; each remaining run of text gets the space
   // prefix when it starts the text or follows such a token. Empty text gives no text tokens.
-  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const;
+  // With `continuation` the text continues earlier text: no space prefix at its start.
+  std::vector<int32_t> Encode(std::string_view text, bool add_bos, bool continuation = false) const;
   // The raw bytes a token stands for: U+2581 becomes ' ' in normal tokens, "<0xAB>" byte tokens
   // the byte 0xAB, user-defined tokens their text; control, unknown, unused and undefined tokens
   // and ids out of range give "". The bytes need not be valid UTF-8 on their own.

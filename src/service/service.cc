@@ -11,13 +11,29 @@ using wire::Json;
 struct CallRequest {
   uint64_t context = 0;
   std::string prompt;
+  bool has_tokens = false;      // the prompt came as token ids
+  std::vector<int32_t> tokens;  // then: these
   GenerateOptions options;
 };
 
-StatusOr<CallRequest> ParseCall(const Json& m, size_t window) {
+StatusOr<CallRequest> ParseCall(const Json& m, size_t window, size_t vocab) {
   CallRequest c;
   LLMS_ASSIGN_OR_RETURN(c.context, wire::GetUint(m, "context"));
-  LLMS_ASSIGN_OR_RETURN(c.prompt, wire::GetString(m, "prompt"));
+  if (m.contains("prompt_tokens")) {
+    const Json& ids = m["prompt_tokens"];
+    if (!ids.is_array()) return Status::InvalidArgument("field 'prompt_tokens': expected an array");
+    for (const Json& t : ids) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+          static_cast<uint64_t>(t.get<int64_t>()) >= vocab) {
+        return Status::InvalidArgument("field 'prompt_tokens': expected token ids below " +
+                                       std::to_string(vocab));
+      }
+      c.tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    }
+    c.has_tokens = true;
+  } else {
+    LLMS_ASSIGN_OR_RETURN(c.prompt, wire::GetString(m, "prompt"));
+  }
   LLMS_ASSIGN_OR_RETURN(uint64_t max_tokens, wire::GetUint(m, "max_tokens", 128));
   if (max_tokens > window) {
     return Status::InvalidArgument("max_tokens " + std::to_string(max_tokens) +
@@ -197,7 +213,8 @@ Json Service::Hello(const Session& session, const Json& request, Status* status)
 
 Status Service::Enqueue(const std::shared_ptr<Session>& session, const Json& request) {
   if (request.value("type", "") == "call") {
-    LLMS_RETURN_IF_ERROR(ParseCall(request, model_->config().context_length).status());
+    LLMS_RETURN_IF_ERROR(
+        ParseCall(request, model_->config().context_length, model_->config().vocab_size).status());
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_) return Status::Unavailable("llmsd is shutting down; retry after it restarts");
@@ -298,10 +315,12 @@ StatusOr<Json> Service::Create(Session* session, const Json& request) {
 }
 
 StatusOr<Json> Service::Call(Session* session, uint64_t rid, const Json& request) {
-  LLMS_ASSIGN_OR_RETURN(CallRequest c, ParseCall(request, model_->config().context_length));
+  LLMS_ASSIGN_OR_RETURN(CallRequest c, ParseCall(request, model_->config().context_length,
+                                                 model_->config().vocab_size));
   LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have,
                         manager_->ContextTokens(session->app(), c.context));
-  const std::vector<int32_t> prompt = model_->tokenizer().Encode(c.prompt, have.empty());
+  const std::vector<int32_t> prompt =
+      c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
   if (prompt.size() > limits_.max_prompt_tokens) {
     return Status::InvalidArgument("prompt of " + std::to_string(prompt.size()) +
                                    " tokens exceeds the limit of " +

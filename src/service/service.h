@@ -78,6 +78,8 @@ class Service {
   size_t queued() const;
 
   const std::string& model_name() const { return model_name_; }
+  KvManager* manager() const { return manager_; }
+  const LlamaModel& model() const { return *model_; }
 
  private:
   struct Job {

@@ -1,5 +1,7 @@
 #include "service/unix_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -62,6 +64,37 @@ StatusOr<std::unique_ptr<UnixServer>> UnixServer::Listen(const std::string& path
   return std::make_unique<UnixServer>(Key(), fd, path, service, max_frame_bytes);
 }
 
+StatusOr<std::unique_ptr<UnixServer>> UnixServer::ListenTcp(const std::string& host, uint16_t port,
+                                                            Service* service,
+                                                            const HttpOptions& http) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return Status::InvalidArgument("'" + host + "' is not an IPv4 address (try 127.0.0.1)");
+  }
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("socket(AF_INET)", errno);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::FromErrno("listen on " + host + ":" + std::to_string(port), err);
+  }
+  auto server = std::make_unique<UnixServer>(Key(), fd, "", service, 0);
+  server->tcp_ = true;
+  server->http_ = http;
+  return server;
+}
+
+uint16_t UnixServer::port() const {
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  if (!tcp_ || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  return ntohs(addr.sin_port);
+}
+
 StatusOr<std::unique_ptr<UnixServer>> UnixServer::Adopt(int fd, Service* service,
                                                         uint32_t max_frame_bytes) {
   return std::make_unique<UnixServer>(Key(), fd, "", service, max_frame_bytes);
@@ -122,29 +155,20 @@ void UnixServer::ServeConnection(int fd) {
     const int fd;
   };
   auto owned = std::make_shared<OwnedFd>(fd);
-  StatusOr<std::string> app = PeerApp(fd);
+  StatusOr<std::string> app = tcp_ ? StatusOr<std::string>(std::string()) : PeerApp(fd);
   auto session = std::make_shared<Session>(app.ok() ? *app : "", [owned](const Json& m) {
     return wire::WriteFrame(owned->fd, wire::Serialize(m));
   });
+  char head[4] = {};
   if (!app.ok()) {
     session->Send(wire::ErrorMessage(0, app.status()));
+  } else if (tcp_) {
+    ServeHttp(fd, "", service_, http_);
+  } else if (const ssize_t n = recv(fd, head, sizeof(head), MSG_PEEK | MSG_WAITALL);
+             n > 0 && LooksLikeHttp(std::string_view(head, static_cast<size_t>(n)))) {
+    ServeHttp(fd, *app, service_, http_);
   } else {
-    for (;;) {
-      StatusOr<std::string> frame = wire::ReadFrame(fd, max_frame_bytes_);
-      if (!frame.ok()) {
-        // Oversized or torn frames leave the stream out of sync: say why, then hang up.
-        if (frame.status().code() == StatusCode::kInvalidArgument) {
-          session->Send(wire::ErrorMessage(0, frame.status()));
-        }
-        break;
-      }
-      StatusOr<Json> message = wire::ParseMessage(*frame);
-      if (!message.ok()) {
-        session->Send(wire::ErrorMessage(0, message.status()));
-        continue;  // framing is intact: the next message may be fine
-      }
-      service_->Handle(session, *message);
-    }
+    ServeNative(fd, session);
   }
   // Queued and running calls of this peer see the session closed and stop.
   session->Close();
@@ -153,6 +177,25 @@ void UnixServer::ServeConnection(int fd) {
   open_fds_.erase(fd);
   --live_connections_;
   done_cv_.notify_all();
+}
+
+void UnixServer::ServeNative(int fd, const std::shared_ptr<Session>& session) {
+  for (;;) {
+    StatusOr<std::string> frame = wire::ReadFrame(fd, max_frame_bytes_);
+    if (!frame.ok()) {
+      // Oversized or torn frames leave the stream out of sync: say why, then hang up.
+      if (frame.status().code() == StatusCode::kInvalidArgument) {
+        session->Send(wire::ErrorMessage(0, frame.status()));
+      }
+      return;
+    }
+    StatusOr<Json> message = wire::ParseMessage(*frame);
+    if (!message.ok()) {
+      session->Send(wire::ErrorMessage(0, message.status()));
+      continue;  // framing is intact: the next message may be fine
+    }
+    service_->Handle(session, *message);
+  }
 }
 
 }  // namespace llms

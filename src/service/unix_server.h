@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "service/http_server.h"
 #include "service/service.h"
 
 namespace llms {
@@ -26,7 +27,14 @@ class UnixServer {
   // Serves an already listening socket (systemd socket activation).
   static StatusOr<std::unique_ptr<UnixServer>> Adopt(int fd, Service* service,
                                                      uint32_t max_frame_bytes);
-  ~UnixServer();  // Stop()s
+  // Listens on TCP `host`:`port` for HTTP only, each request identified by its bearer token
+  // (`http.tokens`). Meant for loopback: the traffic is not encrypted.
+  static StatusOr<std::unique_ptr<UnixServer>> ListenTcp(const std::string& host, uint16_t port,
+                                                         Service* service, const HttpOptions& http);
+  // HTTP settings of Unix-socket connections that speak HTTP (the first bytes tell).
+  void set_http_options(const HttpOptions& http) { http_ = http; }
+  uint16_t port() const;  // the bound TCP port (0 for a Unix socket)
+  ~UnixServer();          // Stop()s
 
   // Accepts connections until Stop; returns then.
   void Serve();
@@ -47,11 +55,14 @@ class UnixServer {
 
  private:
   void ServeConnection(int fd);
+  void ServeNative(int fd, const std::shared_ptr<Session>& session);
 
   const int listen_fd_;
   const std::string path_;  // empty when adopted (systemd owns the file)
   Service* const service_;
   const uint32_t max_frame_bytes_;
+  bool tcp_ = false;
+  HttpOptions http_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> live_connections_{0};
   std::mutex mu_;

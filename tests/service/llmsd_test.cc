@@ -130,15 +130,7 @@ TEST_F(LlmsdTest, CAbiMirrorsThePapersInterface) {
 
 TEST_F(LlmsdTest, CommandLineTalksToTheDaemon) {
   StartDaemon();
-  const std::string llms = testing::ToolPath("llms") + " --socket " + daemon_->socket();
-  auto run = [](const std::string& cmd) {
-    std::string out;
-    FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
-    char buf[256];
-    while (p != nullptr && fgets(buf, sizeof(buf), p) != nullptr) out += buf;
-    const int rc = p != nullptr ? pclose(p) : -1;
-    return std::make_pair(rc, out);
-  };
+  auto run = [](const std::string& cmd) { return testing::RunCommand(cmd + " 2>/dev/null"); };
   // `--socket` belongs to the subcommand.
   const std::string sock = " --socket " + daemon_->socket();
   auto [rc_new, id] = run(testing::ToolPath("llms") + " new" + sock);
@@ -156,7 +148,6 @@ TEST_F(LlmsdTest, CommandLineTalksToTheDaemon) {
   EXPECT_NE(stats.find("\"tokens\""), std::string::npos) << stats;
   EXPECT_EQ(run(testing::ToolPath("llms") + " delete" + sock + " " + id).first, 0);
   EXPECT_NE(run(testing::ToolPath("llms") + " delete" + sock + " " + id).first, 0);
-  (void)llms;
 }
 
 // Two apps are two uids: the second one runs in a child process that drops root.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -17,6 +18,16 @@ namespace llms::testing {
 
 std::string ToolPath(const std::string& name) {
   return std::string(LLMS_BINARY_DIR) + "/tools/" + name;
+}
+
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  char buf[4096];
+  while (fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  const int rc = pclose(p);
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc), out};
 }
 
 StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(

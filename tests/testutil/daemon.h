@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -41,5 +42,8 @@ class DaemonProcess {
 
 // Path of an executable of the build tree ("llmsd", "llms").
 std::string ToolPath(const std::string& name);
+
+// Runs `command` with /bin/sh; returns its exit code and standard output.
+std::pair<int, std::string> RunCommand(const std::string& command);
 
 }  // namespace llms::testing

@@ -10,10 +10,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
 #include "memory/kv_manager.h"
+#include "service/http_server.h"
 #include "service/service.h"
 #include "service/unix_server.h"
 #include "spdlog/spdlog.h"
@@ -31,6 +33,8 @@ struct DaemonOptions {
   ServiceLimits limits;
   uint32_t max_request_bytes = wire::kDefaultMaxFrameBytes;
   std::string log_level = "info";
+  std::string http;                     // host:port of the HTTP listener, empty: off
+  std::vector<std::string> app_tokens;  // NAME=TOKEN
 };
 
 std::string DefaultDataDir() {
@@ -75,21 +79,40 @@ void AddOptions(CLI::App& app, DaemonOptions* o) {
   app.add_option("--max-request-bytes", o->max_request_bytes, "size of one request message")
       ->check(CLI::Range(1024u, 64u << 20))
       ->capture_default_str();
+  app.add_option("--http", o->http,
+                 "also serve the OpenAI-compatible HTTP API on this loopback address "
+                 "(127.0.0.1:8080); clients authenticate with --app-token tokens");
+  app.add_option("--app-token", o->app_tokens,
+                 "NAME=TOKEN: an app that may use the HTTP port with 'Authorization: Bearer "
+                 "TOKEN' (repeatable)");
   app.add_option("--log-level", o->log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.set_config("--config", "", "read options from this TOML/INI file (flags override it)");
 }
 
+StatusOr<HttpOptions> ParseHttpOptions(const DaemonOptions& o) {
+  HttpOptions http;
+  http.max_body_bytes = o.max_request_bytes;
+  for (const std::string& entry : o.app_tokens) {
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+      return Status::InvalidArgument("--app-token '" + entry + "': expected NAME=TOKEN");
+    }
+    http.tokens[entry.substr(eq + 1)] = entry.substr(0, eq);
+  }
+  return http;
+}
+
 // Blocks the shutdown signals in every thread (threads inherit the mask) and waits for one on
 // a thread of its own, which stops the server.
-std::thread StartSignalWatcher(UnixServer* server, sigset_t* set) {
-  return std::thread([server, set] {
+std::thread StartSignalWatcher(std::vector<UnixServer*> servers, sigset_t* set) {
+  return std::thread([servers, set] {
     int sig = 0;
     sigwait(set, &sig);
     spdlog::info("event=shutdown signal={} action=draining", strsignal(sig));
     sd_notify(0, "STOPPING=1");
-    server->Stop();
+    for (UnixServer* server : servers) server->Stop();
   });
 }
 
@@ -123,18 +146,42 @@ int Run(const DaemonOptions& o) {
       sd_listen_fds(0) >= 1 ? UnixServer::Adopt(SD_LISTEN_FDS_START, &service, o.max_request_bytes)
                             : UnixServer::Listen(o.socket, &service, o.max_request_bytes);
   if (!server.ok()) return fail("listen", server.status());
-  std::thread watcher = StartSignalWatcher(server->get(), &set);
+  StatusOr<HttpOptions> http = ParseHttpOptions(o);
+  if (!http.ok()) return fail("http_options", http.status());
+  (*server)->set_http_options(HttpOptions{http->max_body_bytes, {}});
+  std::unique_ptr<UnixServer> tcp;
+  std::thread tcp_thread;
+  if (!o.http.empty()) {
+    const size_t colon = o.http.rfind(':');
+    const int port = colon == std::string::npos ? -1 : std::atoi(o.http.c_str() + colon + 1);
+    if (port < 0 || port > 65535) {
+      return fail("http", Status::InvalidArgument("--http '" + o.http + "': expected HOST:PORT"));
+    }
+    auto listening = UnixServer::ListenTcp(o.http.substr(0, colon), static_cast<uint16_t>(port),
+                                           &service, *http);
+    if (!listening.ok()) return fail("http", listening.status());
+    tcp = std::move(listening).value();
+    spdlog::info("event=http_ready address={}:{} apps={}", o.http.substr(0, colon), tcp->port(),
+                 http->tokens.size());
+    tcp_thread = std::thread([&tcp] { tcp->Serve(); });
+  }
+  std::vector<UnixServer*> servers = {server->get()};
+  if (tcp) servers.push_back(tcp.get());
+  std::thread watcher = StartSignalWatcher(servers, &set);
   spdlog::info("event=ready socket={} model={} data_dir={} budget_mib={} policy={} contexts={}",
                o.socket, o.model.model, o.data_dir, o.budget_mib, o.policy,
                (*store)->ListContexts().ok() ? (*store)->ListContexts()->size() : 0);
   sd_notify(0, "READY=1\nSTATUS=serving");
   (*server)->Serve();
+  if (tcp_thread.joinable()) tcp_thread.join();
   service.Drain();  // calls already accepted finish and stream to their clients
   (*server)->Disconnect();
+  if (tcp) tcp->Disconnect();
   Status flushed = (*manager)->Flush();
   if (!flushed.ok()) spdlog::error("event=flush_failed error=\"{}\"", flushed.ToString());
   watcher.join();
   server->reset();
+  tcp.reset();
   spdlog::info("event=stopped flushed={}", flushed.ok());
   return flushed.ok() ? 0 : 1;
 }

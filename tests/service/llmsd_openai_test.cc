@@ -1,0 +1,127 @@
+// llmsd's OpenAI-compatible HTTP API: the real `openai` npm client (run by Node) on the loopback
+// TCP port, and plain HTTP (curl) on the Unix socket, where the peer's uid is the app.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "protocol/wire.h"
+#include "testutil/daemon.h"
+#include "testutil/testutil.h"
+
+namespace llms {
+namespace {
+
+using testing::DaemonProcess;
+using wire::Json;
+
+// A TCP port that was free a moment ago (the daemon binds it right after).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class LlmsdOpenAiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = FreePort();
+    auto d = DaemonProcess::Start(dir_.path(), {"--http", "127.0.0.1:" + std::to_string(port_),
+                                                "--app-token", "alice=sk-alice-test"});
+    ASSERT_OK(d);
+    daemon_ = std::move(d).value();
+  }
+  // curl on the Unix socket: (HTTP status, body).
+  std::pair<int, std::string> Curl(const std::string& path, const std::string& body = "") {
+    std::string cmd =
+        "curl -s -w '\\n%{http_code}' --unix-socket " + daemon_->socket() + " http://llmsd" + path;
+    if (!body.empty()) cmd += " -H 'Content-Type: application/json' --data-binary @-";
+    cmd = "printf '%s' '" + body + "' | " + cmd;
+    auto [rc, out] = testing::RunCommand(cmd);
+    const size_t nl = out.rfind('\n');
+    return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
+  }
+
+  testing::TempDir dir_;
+  int port_ = 0;
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+TEST_F(LlmsdOpenAiTest, NodeOpenAiClientChatsAndItsSecondTurnReusesTheContext) {
+  const std::string dir = std::string(LLMS_SOURCE_DIR) + "/tests/service/openai";
+  ASSERT_TRUE(std::filesystem::exists(dir + "/node_modules/openai"))
+      << "the openai npm package is missing: run `npm ci --prefix " << dir
+      << "` (scripts/setup does it)";
+  auto [rc, out] = testing::RunCommand(
+      "cd " + dir + " && LLMS_BASE_URL=http://127.0.0.1:" + std::to_string(port_) +
+      "/v1 LLMS_API_KEY=sk-alice-test node chat.mjs 2>&1");
+  ASSERT_EQ(rc, 0) << out << "\ndaemon log:\n" << daemon_->Log();
+  const Json r = Json::parse(out, nullptr, false);
+  ASSERT_TRUE(r.is_object()) << out;
+  EXPECT_FALSE(r["first_text"].get<std::string>().empty());
+  EXPECT_EQ(r["first_finish"], "length");
+  EXPECT_EQ(r["first_usage"]["completion_tokens"], 24);
+  // The streamed second turn continued the first turn's context...
+  EXPECT_EQ(r["second_context"], r["first_context"]) << out;
+  EXPECT_EQ(r["second_chunks"], 16);
+  EXPECT_EQ(r["second_usage"]["completion_tokens"], 16);
+  EXPECT_EQ(r["second_finish"], "length");
+  // ...so only the new messages were prompt tokens, not the whole conversation again.
+  const int first_total = r["first_usage"]["total_tokens"];
+  EXPECT_LT(r["second_usage"]["prompt_tokens"].get<int>(), first_total) << out;
+  EXPECT_EQ(r["models"], Json::array({"stories260K"}));
+}
+
+TEST_F(LlmsdOpenAiTest, HttpOnTheUnixSocketActsForThePeersUid) {
+  auto [status, body] = Curl("/v1/models");
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("stories260K"), std::string::npos);
+  std::tie(status, body) =
+      Curl("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":12,"temperature":0})");
+  ASSERT_EQ(status, 200) << body;
+  const Json completion = Json::parse(body, nullptr, false);
+  EXPECT_EQ(completion["choices"][0]["text"].get<std::string>().rfind(", there was a little", 0),
+            0u)
+      << body;
+  EXPECT_EQ(completion["usage"]["completion_tokens"], 12);
+  // The completion made a context of this uid's app, visible to the native protocol too.
+  auto [rc, list] =
+      testing::RunCommand(testing::ToolPath("llms") + " list --socket " + daemon_->socket());
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(list.find(std::to_string(completion["llms"]["context"].get<uint64_t>()) + " "),
+            std::string::npos)
+      << list;
+}
+
+TEST_F(LlmsdOpenAiTest, BadRequestsGetOpenAiStyleErrors) {
+  auto [status, body] = Curl("/v1/chat/completions", "{not json");
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(body.find("not valid JSON"), std::string::npos) << body;
+  std::tie(status, body) = Curl("/v1/chat/completions", R"({"messages":[]})");
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(body.find("'messages'"), std::string::npos) << body;
+  std::tie(status, body) = Curl(
+      "/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":"x"})");
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(body.find("'max_tokens'"), std::string::npos) << body;
+  std::tie(status, body) = Curl("/v2/anything");
+  EXPECT_EQ(status, 404);
+  // TCP without a known bearer token is refused.
+  auto [rc, out] = testing::RunCommand(
+      "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + std::to_string(port_) +
+      "/v1/models -H 'Authorization: Bearer wrong'");
+  EXPECT_EQ(out, "401");
+  // And the daemon still serves.
+  std::tie(status, body) = Curl("/v1/models");
+  EXPECT_EQ(status, 200);
+}
+
+}  // namespace
+}  // namespace llms
