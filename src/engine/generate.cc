@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "model/tokenizer.h"
 
@@ -60,9 +61,13 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
   }
   const Tokenizer& tok = engine->model().tokenizer();
   GenerateResult result;
-  Sampler sampler(options.sampling);
-  StreamingDecoder decoder(&tok);
-  StopMatcher matcher(options.stop);
+  std::optional<GenerationState> own;
+  GenerationState* state = options.state;
+  if (state == nullptr) state = &own.emplace(&tok, options);
+  Sampler& sampler = state->sampler;
+  StreamingDecoder& decoder = state->decoder;
+  StopMatcher& matcher = state->matcher;
+  const size_t yield_at = options.yield_after == 0 ? SIZE_MAX : options.yield_after;
   std::vector<float> logits;
 
   const size_t before = context_tokens->size();
@@ -93,10 +98,11 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
     return text.empty() || !on_text || on_text(text);
   };
   result.stop_reason = "length";
-  while (result.tokens.size() < options.max_tokens) {
+  while (state->generated < options.max_tokens) {
     const int32_t next = sampler.Sample(logits, *context_tokens);
     context_tokens->push_back(next);
     result.tokens.push_back(next);
+    ++state->generated;
     if (options.stop_at_eos && next == tok.eos()) {
       result.stop_reason = "eos";
       break;
@@ -110,11 +116,17 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
       result.stop_reason = "stop";
       break;
     }
-    if (result.tokens.size() == options.max_tokens) break;
+    if (state->generated == options.max_tokens) break;
+    if (result.tokens.size() == yield_at) {
+      // Resumed later: the last token stays pending (its KV is the next pass's first row) and
+      // held-back text stays held.
+      result.stop_reason = "yield";
+      break;
+    }
     s = engine->Forward(cache, *context_tokens, ForwardOptions{}, &logits);
     if (!s.ok()) return s;
   }
-  if (result.stop_reason != "stop" && result.stop_reason != "cancelled") {
+  if (result.stop_reason == "length" || result.stop_reason == "eos") {
     bool stopped = false;
     emit(matcher.Push(decoder.Flush(), &stopped));
     emit(matcher.Flush());

@@ -17,6 +17,8 @@
 
 namespace llms {
 
+class GenerationState;
+
 struct GenerateOptions {
   SamplingOptions sampling;
   size_t max_tokens = 128;
@@ -28,6 +30,13 @@ struct GenerateOptions {
   // Options of the first pass (the prompt's prefill): a restore pipeline puts the chunks to
   // recompute and its per-layer hook here. Its `logits` field is ignored.
   ForwardOptions prefill;
+  // Resumable generation (a service interleaving several calls): with `state`, sampling,
+  // decoding and stop matching continue from it and max_tokens counts every token it has
+  // generated; after `yield_after` more tokens (0: never) Generate returns with stop_reason
+  // "yield", the text it holds back still held, to be resumed by another Generate with the same
+  // state and an empty prompt. Tokens of one generation split this way are the same as unsplit.
+  GenerationState* state = nullptr;
+  size_t yield_after = 0;
 };
 
 struct GenerateResult {
@@ -62,6 +71,18 @@ class StopMatcher {
  private:
   std::vector<std::string> stop_;
   std::string pending_;
+};
+
+// What a generation carries from one Generate to the next when it is resumed (see
+// GenerateOptions::state). Create one per generation with the options it will use throughout.
+class GenerationState {
+ public:
+  GenerationState(const Tokenizer* tok, const GenerateOptions& options)
+      : sampler(options.sampling), decoder(tok), matcher(options.stop) {}
+  Sampler sampler;
+  StreamingDecoder decoder;
+  StopMatcher matcher;
+  size_t generated = 0;  // tokens generated so far, over every Generate of this state
 };
 
 }  // namespace llms

@@ -227,7 +227,7 @@ Status Service::Enqueue(const std::shared_ptr<Session>& session, const Json& req
     return Status::Unavailable("llmsd is busy: " + std::to_string(queued_) +
                                " requests queued (the limit); retry later");
   }
-  q.push_back({session, request, std::chrono::steady_clock::now()});
+  q.push_back({session, request, std::chrono::steady_clock::now(), nullptr});
   ++queued_;
   cv_.notify_one();
   return Status::Ok();
@@ -270,13 +270,17 @@ void Service::Run(const Job& job) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - job.queued_at).count();
   Status status;
   Json reply;
-  if (job.session->cancelled(rid)) {
+  if (job.progress != nullptr) {
+    return RunCallSlice(job);
+  } else if (job.session->cancelled(rid)) {
     status = Status::Unavailable("cancelled before it started");
   } else if (waited > limits_.queue_timeout_seconds) {
     status = Status::Unavailable("timed out after " + std::to_string(static_cast<int>(waited)) +
                                  " s in the queue");
+  } else if (job.request.value("type", "") == "call") {
+    return RunCallSlice(job);
   } else {
-    reply = Execute(job.session.get(), rid, job.request, &status);
+    reply = Execute(job.session.get(), job.request, &status);
   }
   job.session->Forget(rid);
   if (!status.ok()) {
@@ -287,11 +291,87 @@ void Service::Run(const Job& job) {
   job.session->Send(reply);
 }
 
-Json Service::Execute(Session* session, uint64_t rid, const Json& request, Status* status) {
+// A call between its slices.
+struct Service::CallProgress {
+  CallRequest call;
+  std::vector<int32_t> prompt;
+  size_t prompt_done = 0;  // prompt tokens already computed
+  std::unique_ptr<GenerationState> state;
+  std::string text, stop_reason;
+  CallStats first;  // the first slice's: its restore is the call's switch
+  size_t slices = 0, bytes_read = 0, bytes_written = 0;
+};
+
+void Service::Requeue(Job job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string app = job.session->app();
+  queues_[app].push_back(std::move(job));
+  ++queued_;
+  cv_.notify_one();
+}
+
+void Service::RunCallSlice(Job job) {
+  const uint64_t rid = job.request.value("id", uint64_t{0});
+  Session* session = job.session.get();
+  if (job.progress == nullptr) {
+    StatusOr<std::shared_ptr<CallProgress>> started = StartCall(session, job.request);
+    if (!started.ok()) {
+      session->Forget(rid);
+      session->Send(wire::ErrorMessage(rid, started.status()));
+      return;
+    }
+    job.progress = std::move(started).value();
+  }
+  CallProgress& p = *job.progress;
+  GenerateOptions options = p.call.options;
+  std::span<const int32_t> piece(p.prompt);
+  piece = piece.subspan(p.prompt_done);
+  if (piece.size() > limits_.prefill_slice) {
+    piece = piece.first(limits_.prefill_slice);  // more prompt first; nothing generated yet
+    options.max_tokens = 0;
+  } else {
+    options.state = p.state.get();
+    options.yield_after = limits_.decode_slice;
+  }
+  auto on_text = [&](std::string_view text) {
+    if (session->cancelled(rid)) return false;
+    p.text += text;
+    return session->Send(Json{{"type", "token"}, {"id", rid}, {"text", std::string(text)}});
+  };
+  StatusOr<CallResult> r = session->cancelled(rid) ? StatusOr<CallResult>(CallResult{})
+                                                   : manager_->Call(session->app(), p.call.context,
+                                                                    piece, options, on_text);
+  if (!r.ok()) {
+    session->Forget(rid);
+    session->Send(wire::ErrorMessage(rid, r.status()));
+    return;
+  }
+  p.prompt_done += piece.size();
+  if (p.slices++ == 0) p.first = r->stats;
+  p.bytes_read += r->stats.bytes_read;
+  p.bytes_written += r->stats.bytes_written;
+  const std::string reason = session->cancelled(rid) ? "cancelled" : r->generation.stop_reason;
+  if (reason != "cancelled" && (p.prompt_done < p.prompt.size() || reason == "yield")) {
+    return Requeue(std::move(job));  // other calls take their turn
+  }
+  session->Forget(rid);
+  CallStats stats = p.first;
+  stats.bytes_read = p.bytes_read;
+  stats.bytes_written = p.bytes_written;
+  Json done{
+      {"type", "done"},
+      {"id", rid},
+      {"context", p.call.context},
+      {"text", p.text},
+      {"stop_reason", reason},
+      {"usage", {{"prompt_tokens", p.prompt.size()}, {"completion_tokens", p.state->generated}}},
+      {"stats", StatsJson(stats)}};
+  session->Send(done);
+}
+
+Json Service::Execute(Session* session, const Json& request, Status* status) {
   const std::string type = request.value("type", "");
-  StatusOr<Json> r = type == "create" ? Create(session, request)
-                     : type == "call" ? Call(session, rid, request)
-                                      : Delete(session, request);
+  StatusOr<Json> r = type == "create" ? Create(session, request) : Delete(session, request);
   *status = r.status();
   return r.ok() ? std::move(r).value() : Json();
 }
@@ -314,40 +394,30 @@ StatusOr<Json> Service::Create(Session* session, const Json& request) {
   return Json{{"type", "created"}, {"context", id}, {"tokens", prefix.size()}};
 }
 
-StatusOr<Json> Service::Call(Session* session, uint64_t rid, const Json& request) {
-  LLMS_ASSIGN_OR_RETURN(CallRequest c, ParseCall(request, model_->config().context_length,
-                                                 model_->config().vocab_size));
+StatusOr<std::shared_ptr<Service::CallProgress>> Service::StartCall(Session* session,
+                                                                    const Json& request) {
+  auto p = std::make_shared<CallProgress>();
+  LLMS_ASSIGN_OR_RETURN(
+      p->call, ParseCall(request, model_->config().context_length, model_->config().vocab_size));
+  const CallRequest& c = p->call;
   LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have,
                         manager_->ContextTokens(session->app(), c.context));
-  const std::vector<int32_t> prompt =
-      c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
-  if (prompt.size() > limits_.max_prompt_tokens) {
-    return Status::InvalidArgument("prompt of " + std::to_string(prompt.size()) +
+  p->prompt = c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
+  if (p->prompt.size() > limits_.max_prompt_tokens) {
+    return Status::InvalidArgument("prompt of " + std::to_string(p->prompt.size()) +
                                    " tokens exceeds the limit of " +
                                    std::to_string(limits_.max_prompt_tokens) + " per call");
   }
   const size_t window = model_->config().context_length;
-  if (have.size() + prompt.size() + c.options.max_tokens > window) {
+  if (have.size() + p->prompt.size() + c.options.max_tokens > window) {
     return Status::ResourceExhausted(
         "context " + std::to_string(c.context) + " holds " + std::to_string(have.size()) +
-        " tokens; with this prompt's " + std::to_string(prompt.size()) + " and max_tokens " +
+        " tokens; with this prompt's " + std::to_string(p->prompt.size()) + " and max_tokens " +
         std::to_string(c.options.max_tokens) + " it would exceed the model window of " +
         std::to_string(window) + " tokens: start a new context or ask for fewer tokens");
   }
-  auto on_text = [&](std::string_view text) {
-    if (session->cancelled(rid)) return false;
-    return session->Send(Json{{"type", "token"}, {"id", rid}, {"text", std::string(text)}});
-  };
-  LLMS_ASSIGN_OR_RETURN(CallResult r,
-                        manager_->Call(session->app(), c.context, prompt, c.options, on_text));
-  return Json{
-      {"type", "done"},
-      {"context", c.context},
-      {"text", r.generation.text},
-      {"stop_reason", r.generation.stop_reason},
-      {"usage",
-       {{"prompt_tokens", prompt.size()}, {"completion_tokens", r.generation.tokens.size()}}},
-      {"stats", StatsJson(r.stats)}};
+  p->state = std::make_unique<GenerationState>(&model_->tokenizer(), c.options);
+  return p;
 }
 
 StatusOr<Json> Service::Delete(Session* session, const Json& request) {

@@ -2,13 +2,14 @@
 // messages of the native protocol (docs/protocol.md) from an app whose identity the transport
 // established (peer credentials); replies go back through the app's Session.
 //
-// The engine runs one call at a time, so calls (and the requests that change contexts: create,
-// delete) wait in a bounded queue served by one worker thread, taking apps in turn so one busy
-// app cannot starve the others; reads (list, stats) are answered at once. A queue that is full
-// is a clear "unavailable" error, not a wait without end.
+// The engine runs one pass at a time, so calls (and the requests that change contexts: create,
+// delete) wait in bounded per-app queues served by one worker thread, taking apps in turn. A call
+// runs in slices (a long prompt in pieces of kPrefillSlice tokens, then kDecodeSlice generated
+// tokens at a time, resumed through GenerationState) and goes back to its queue between slices,
+// so no call waits behind another's whole generation. Reads (list, stats) are answered at once.
+// A full queue is a clear "unavailable" error, not a wait without end.
 //
-// Non-goals: token-level interleaving of two calls (a call runs to its end once started),
-// StreamingLLM-style context shifting (a full context is a clear error).
+// Non-goal: StreamingLLM-style context shifting (a full context is a clear error).
 #pragma once
 
 #include <atomic>
@@ -31,6 +32,8 @@
 namespace llms {
 
 struct ServiceLimits {
+  size_t prefill_slice = 256;  // prompt tokens computed before other calls get a turn
+  size_t decode_slice = 16;    // tokens generated before other calls get a turn
   size_t max_contexts_per_app = 64;
   size_t max_prompt_tokens = 2048;     // per call, after tokenization
   size_t max_queued_per_app = 32;      // calls waiting, per app
@@ -82,19 +85,23 @@ class Service {
   const LlamaModel& model() const { return *model_; }
 
  private:
+  struct CallProgress;  // a call between its slices (service.cc)
   struct Job {
     std::shared_ptr<Session> session;
     wire::Json request;
     std::chrono::steady_clock::time_point queued_at;
+    std::shared_ptr<CallProgress> progress;  // set once the call has started
   };
 
   Status Enqueue(const std::shared_ptr<Session>& session, const wire::Json& request);
   void WorkerLoop();
   bool PopNext(Job* job);
   void Run(const Job& job);
-  wire::Json Execute(Session* session, uint64_t rid, const wire::Json& request, Status* status);
+  wire::Json Execute(Session* session, const wire::Json& request, Status* status);
   StatusOr<wire::Json> Create(Session* session, const wire::Json& request);
-  StatusOr<wire::Json> Call(Session* session, uint64_t rid, const wire::Json& request);
+  StatusOr<std::shared_ptr<CallProgress>> StartCall(Session* session, const wire::Json& request);
+  void RunCallSlice(Job job);
+  void Requeue(Job job);
   StatusOr<wire::Json> Delete(Session* session, const wire::Json& request);
   StatusOr<wire::Json> List(const Session& session);
   StatusOr<wire::Json> Stats(const Session& session, const wire::Json& request);

@@ -188,6 +188,54 @@ TEST_F(GenerateTest, MaxTokensGivesLength) {
   }
 }
 
+// A generation resumed slice by slice (as the service interleaves calls) samples the same
+// tokens, streams the same text and stops at the same stop string as one unsplit Generate.
+TEST_F(GenerateTest, ResumedSlicesEqualOneGeneration) {
+  for (float temperature : {0.0f, 0.9f}) {
+    for (size_t slice : {1u, 3u, 7u}) {
+      SCOPED_TRACE(::testing::Message() << "temperature " << temperature << " slice " << slice);
+      GenerateOptions o = Greedy(48);
+      o.sampling.temperature = temperature;
+      o.sampling.seed = 42;
+      o.stop = {"Lily"};
+      if (temperature > 0) o.stop = {"zzz-never"};
+      auto whole_cache = engine_->NewCache();
+      std::vector<int32_t> whole_context;
+      std::string whole_text;
+      auto whole = Generate(engine_.get(), whole_cache.get(), &whole_context, bos_, o,
+                            [&](std::string_view t) {
+                              whole_text += t;
+                              return true;
+                            });
+      ASSERT_OK(whole);
+      auto cache = engine_->NewCache();
+      std::vector<int32_t> context;
+      std::string text;
+      GenerationState state(&model_->tokenizer(), o);
+      GenerateOptions sliced = o;
+      sliced.state = &state;
+      sliced.yield_after = slice;
+      std::vector<int32_t> prompt = bos_;
+      std::string reason = "yield";
+      for (int i = 0; i < 100 && reason == "yield"; ++i) {
+        auto r =
+            Generate(engine_.get(), cache.get(), &context, prompt, sliced, [&](std::string_view t) {
+              text += t;
+              return true;
+            });
+        ASSERT_OK(r);
+        EXPECT_LE(r->tokens.size(), slice);
+        reason = r->stop_reason;
+        prompt.clear();
+      }
+      EXPECT_EQ(reason, whole->stop_reason);
+      EXPECT_EQ(context, whole_context);
+      EXPECT_EQ(text, whole_text);
+      EXPECT_EQ(state.generated, whole->tokens.size());
+    }
+  }
+}
+
 TEST_F(GenerateTest, ZeroMaxTokensOnlyPrefills) {
   auto r = Generate(engine_.get(), cache_.get(), &context_, bos_, Greedy(0), nullptr);
   ASSERT_OK(r);

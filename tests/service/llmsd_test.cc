@@ -339,6 +339,49 @@ TEST_F(LlmsdTest, SixteenConcurrentClientsAllComplete) {
   EXPECT_EQ(list->size(), 16u);
 }
 
+// Calls run in slices: a short call sent right after a long one finishes first, while the long
+// one is still generating (with whole-call scheduling it would wait for all 400 tokens).
+TEST_F(LlmsdTest, AShortCallDoesNotWaitBehindALongGeneration) {
+  StartDaemon();
+  const int fd = RawConnect(daemon_->socket());
+  ASSERT_OK(wire::WriteFrame(fd, R"({"type":"create","id":1})"));
+  const uint64_t a = Reply(fd).value("context", uint64_t{0});
+  ASSERT_OK(wire::WriteFrame(fd, R"({"type":"create","id":2})"));
+  const uint64_t b = Reply(fd).value("context", uint64_t{0});
+  // Both calls in one write: the short one is queued while the long one runs.
+  std::string both;
+  for (const std::string& m :
+       {R"({"type":"call","id":10,"context":)" + std::to_string(a) +
+            R"(,"prompt":"Once upon a time","max_tokens":400,"temperature":0})",
+        R"({"type":"call","id":11,"context":)" + std::to_string(b) +
+            R"(,"prompt":"The dog","max_tokens":8,"temperature":0})"}) {
+    const uint32_t n = static_cast<uint32_t>(m.size());
+    both += std::string{static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+                        static_cast<char>(n >> 24)} +
+            m;
+  }
+  ASSERT_EQ(write(fd, both.data(), both.size()), static_cast<ssize_t>(both.size()));
+  std::vector<uint64_t> done_order;
+  size_t long_tokens_before_short_done = 0, long_tokens = 0;
+  while (done_order.size() < 2) {
+    const Json m = Reply(fd);
+    ASSERT_NE(m.value("type", ""), "closed");
+    ASSERT_NE(m.value("type", ""), "error") << m.dump();
+    const uint64_t id = m.value("id", uint64_t{0});
+    if (m.value("type", "") == "token" && id == 10) ++long_tokens;
+    if (m.value("type", "") == "done") {
+      done_order.push_back(id);
+      if (id == 11) long_tokens_before_short_done = long_tokens;
+      if (id == 10) {
+        EXPECT_EQ(m["usage"].value("completion_tokens", 0), 400);
+      }
+    }
+  }
+  EXPECT_EQ(done_order, (std::vector<uint64_t>{11, 10}));
+  EXPECT_LT(long_tokens_before_short_done, 100u);
+  close(fd);
+}
+
 TEST_F(LlmsdTest, CancelStopsTheRunningCall) {
   StartDaemon();
   auto client = Connect();
