@@ -140,6 +140,31 @@ Status KvManager::DeleteContext(const std::string& app, uint64_t id) {
   return Status::Ok();
 }
 
+Status KvManager::SlideContext(const std::string& app, uint64_t id, size_t recent) {
+  LLMS_RETURN_IF_ERROR(Flush());
+  std::vector<int32_t> tokens;
+  size_t kv_tokens = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+    if (calling_ == id) return Status::Unavailable("context " + std::to_string(id) + " is busy");
+    const size_t sink = engine_->kv_layout().chunk_tokens;
+    if (ctx->tokens.size() <= sink + recent) return Status::Ok();
+    std::vector<int32_t> kept(ctx->tokens.begin(), ctx->tokens.begin() + sink);
+    kept.insert(kept.end(), ctx->tokens.end() - static_cast<std::ptrdiff_t>(recent),
+                ctx->tokens.end());
+    for (size_t i = 1; i < ctx->chunks.size(); ++i) queues_.Remove({id, static_cast<uint32_t>(i)});
+    ctx->cache->Truncate(std::min(sink, ctx->cache->num_tokens()));  // frees the dropped chunks
+    ctx->chunks.resize(std::min<size_t>(ctx->chunks.size(), 1));
+    ctx->tokens = std::move(kept);
+    tokens = ctx->tokens;
+    kv_tokens = ctx->cache->num_tokens();
+  }
+  if (store_ == nullptr) return Status::Ok();
+  LLMS_RETURN_IF_ERROR(store_->UpdateContextTokens(id, tokens, 1));
+  return store_->UpdateContextSettings(id, std::to_string(kv_tokens));
+}
+
 ContextInfo KvManager::InfoLocked(const Context& ctx) const {
   if (ctx.id == calling_) return ctx.busy_info;
   ContextInfo info;
@@ -173,6 +198,13 @@ std::vector<ContextInfo> KvManager::ListContexts(const std::string& app) {
     if (ctx->app == app) out.push_back(InfoLocked(*ctx));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<ContextInfo> KvManager::ListAllContexts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ContextInfo> out;
+  for (const auto& [id, ctx] : contexts_) out.push_back(InfoLocked(*ctx));
   return out;
 }
 

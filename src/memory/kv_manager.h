@@ -91,6 +91,8 @@ class KvManager : private KvChunkAllocator {
   Status DeleteContext(const std::string& app, uint64_t id);
   StatusOr<ContextInfo> GetContextInfo(const std::string& app, uint64_t id);
   std::vector<ContextInfo> ListContexts(const std::string& app);
+  // Every app's contexts (service metrics; never shown to an app).
+  std::vector<ContextInfo> ListAllContexts();
   StatusOr<std::vector<int32_t>> ContextTokens(const std::string& app, uint64_t id);
 
   // Appends `prompt` to the context, generates, appends the output, and returns both with the
@@ -98,6 +100,12 @@ class KvManager : private KvChunkAllocator {
   StatusOr<CallResult> Call(const std::string& app, uint64_t id, std::span<const int32_t> prompt,
                             const GenerateOptions& options,
                             const std::function<bool(std::string_view)>& on_text);
+
+  // Makes room in a context that reached the model window, as StreamingLLM does: keeps its first
+  // chunk (the attention sink) and its last `recent` tokens, and drops the rest of the text. KV
+  // past the first chunk is dropped too (its positions change), so the next call recomputes the
+  // kept window. Waits for pending chunk writes first, so no stale chunk reaches the store.
+  Status SlideContext(const std::string& app, uint64_t id, size_t recent);
 
   // Waits until every queued chunk write has finished (shutdown, tests). Returns the last
   // failure to persist anything since the previous Flush (a full disk, say): the contexts are

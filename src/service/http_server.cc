@@ -199,6 +199,17 @@ void Route(Exchange& x, Service* service, const std::string& peer_app, const Htt
   const bool get = x.request.method() == http::verb::get;
   const bool post = x.request.method() == http::verb::post;
   if (path == "/health" && get) return Respond(x, http::status::ok, Json{{"status", "ok"}});
+  if (path == "/metrics" && get) {  // aggregates only, so no token is needed to scrape them
+    http::response<http::string_body> res{http::status::ok, x.request.version()};
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    res.keep_alive(x.keep_alive);
+    res.body() = service->RenderMetrics();
+    res.prepare_payload();
+    beast::error_code ec;
+    http::write(x.stream, res, ec);
+    if (ec) x.keep_alive = false;
+    return;
+  }
   const std::string app = Authenticate(x, peer_app, options);
   if (app.empty()) return;
   if (path == "/v1/models" && get) {

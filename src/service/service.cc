@@ -126,6 +126,11 @@ void Session::Forget(uint64_t request_id) {
 
 // ---- Service ----------------------------------------------------------------------------------
 
+size_t Service::Window() const {
+  const size_t model = model_->config().context_length;
+  return limits_.context_window == 0 ? model : std::min(limits_.context_window, model);
+}
+
 Service::Service(KvManager* manager, const LlamaModel* model, std::string model_name,
                  const ServiceLimits& limits)
     : manager_(manager), model_(model), model_name_(std::move(model_name)), limits_(limits) {
@@ -206,15 +211,14 @@ Json Service::Hello(const Session& session, const Json& request, Status* status)
               {"version", wire::kProtocolVersion},
               {"app", session.app()},
               {"model", model_name_},
-              {"context_window", model_->config().context_length},
+              {"context_window", Window()},
               {"max_prompt_tokens", limits_.max_prompt_tokens},
               {"max_contexts", limits_.max_contexts_per_app}};
 }
 
 Status Service::Enqueue(const std::shared_ptr<Session>& session, const Json& request) {
   if (request.value("type", "") == "call") {
-    LLMS_RETURN_IF_ERROR(
-        ParseCall(request, model_->config().context_length, model_->config().vocab_size).status());
+    LLMS_RETURN_IF_ERROR(ParseCall(request, Window(), model_->config().vocab_size).status());
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_) return Status::Unavailable("llmsd is shutting down; retry after it restarts");
@@ -300,6 +304,7 @@ struct Service::CallProgress {
   std::string text, stop_reason;
   CallStats first;  // the first slice's: its restore is the call's switch
   size_t slices = 0, bytes_read = 0, bytes_written = 0;
+  double decode_seconds = 0;
 };
 
 void Service::Requeue(Job job) {
@@ -317,6 +322,7 @@ void Service::RunCallSlice(Job job) {
     StatusOr<std::shared_ptr<CallProgress>> started = StartCall(session, job.request);
     if (!started.ok()) {
       session->Forget(rid);
+      metrics_.RecordCall(CallStats{}, 0, 0, 0, "error");
       session->Send(wire::ErrorMessage(rid, started.status()));
       return;
     }
@@ -343,10 +349,12 @@ void Service::RunCallSlice(Job job) {
                                                                     piece, options, on_text);
   if (!r.ok()) {
     session->Forget(rid);
+    metrics_.RecordCall(p.first, 0, 0, 0, "error");
     session->Send(wire::ErrorMessage(rid, r.status()));
     return;
   }
   p.prompt_done += piece.size();
+  p.decode_seconds += r->generation.decode_seconds;
   if (p.slices++ == 0) p.first = r->stats;
   p.bytes_read += r->stats.bytes_read;
   p.bytes_written += r->stats.bytes_written;
@@ -358,6 +366,8 @@ void Service::RunCallSlice(Job job) {
   CallStats stats = p.first;
   stats.bytes_read = p.bytes_read;
   stats.bytes_written = p.bytes_written;
+  metrics_.RecordCall(stats, p.prompt.size(), p.state->generated, p.decode_seconds,
+                      reason == "cancelled" ? "cancelled" : "ok");
   Json done{
       {"type", "done"},
       {"id", rid},
@@ -366,6 +376,17 @@ void Service::RunCallSlice(Job job) {
       {"stop_reason", reason},
       {"usage", {{"prompt_tokens", p.prompt.size()}, {"completion_tokens", p.state->generated}}},
       {"stats", StatsJson(stats)}};
+  if (call_observer_) {
+    call_observer_(Json{{"app", session->app()},
+                        {"context", p.call.context},
+                        {"prompt_tokens", p.prompt.size()},
+                        {"completion_tokens", p.state->generated},
+                        {"slices", p.slices},
+                        {"switch_ms", 1e3 * stats.extra_first_token_seconds},
+                        {"chunks_loaded", stats.chunks_loaded},
+                        {"chunks_recomputed", stats.chunks_recomputed},
+                        {"outcome", reason}});
+  }
   session->Send(done);
 }
 
@@ -397,8 +418,7 @@ StatusOr<Json> Service::Create(Session* session, const Json& request) {
 StatusOr<std::shared_ptr<Service::CallProgress>> Service::StartCall(Session* session,
                                                                     const Json& request) {
   auto p = std::make_shared<CallProgress>();
-  LLMS_ASSIGN_OR_RETURN(
-      p->call, ParseCall(request, model_->config().context_length, model_->config().vocab_size));
+  LLMS_ASSIGN_OR_RETURN(p->call, ParseCall(request, Window(), model_->config().vocab_size));
   const CallRequest& c = p->call;
   LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have,
                         manager_->ContextTokens(session->app(), c.context));
@@ -408,13 +428,22 @@ StatusOr<std::shared_ptr<Service::CallProgress>> Service::StartCall(Session* ses
                                    " tokens exceeds the limit of " +
                                    std::to_string(limits_.max_prompt_tokens) + " per call");
   }
-  const size_t window = model_->config().context_length;
-  if (have.size() + p->prompt.size() + c.options.max_tokens > window) {
+  const size_t window = Window();
+  const size_t need = p->prompt.size() + c.options.max_tokens;
+  if (have.size() + need > window && limits_.slide_full_contexts &&
+      need + 2 * kSinkTokens <= window) {
+    // Keep half of what is left after the sink and this call, so the next turns fit too.
+    LLMS_RETURN_IF_ERROR(
+        manager_->SlideContext(session->app(), c.context, (window - kSinkTokens - need) / 2));
+    LLMS_ASSIGN_OR_RETURN(have, manager_->ContextTokens(session->app(), c.context));
+  }
+  if (have.size() + need > window) {
     return Status::ResourceExhausted(
         "context " + std::to_string(c.context) + " holds " + std::to_string(have.size()) +
         " tokens; with this prompt's " + std::to_string(p->prompt.size()) + " and max_tokens " +
         std::to_string(c.options.max_tokens) + " it would exceed the model window of " +
-        std::to_string(window) + " tokens: start a new context or ask for fewer tokens");
+        std::to_string(window) + " tokens: start a new context, ask for fewer tokens" +
+        (limits_.slide_full_contexts ? "" : ", or run llmsd with --full-context slide"));
   }
   p->state = std::make_unique<GenerationState>(&model_->tokenizer(), c.options);
   return p;

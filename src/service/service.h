@@ -28,12 +28,15 @@
 #include "memory/kv_manager.h"
 #include "model/llama_model.h"
 #include "protocol/wire.h"
+#include "service/metrics.h"
 
 namespace llms {
 
 struct ServiceLimits {
-  size_t prefill_slice = 256;  // prompt tokens computed before other calls get a turn
-  size_t decode_slice = 16;    // tokens generated before other calls get a turn
+  size_t context_window = 0;         // tokens a context may hold (0: the model's declared window)
+  bool slide_full_contexts = false;  // at the window: keep sink + recent tokens, or refuse
+  size_t prefill_slice = 256;        // prompt tokens computed before other calls get a turn
+  size_t decode_slice = 16;          // tokens generated before other calls get a turn
   size_t max_contexts_per_app = 64;
   size_t max_prompt_tokens = 2048;     // per call, after tokenization
   size_t max_queued_per_app = 32;      // calls waiting, per app
@@ -81,7 +84,16 @@ class Service {
   size_t queued() const;
 
   const std::string& model_name() const { return model_name_; }
+  // Tokens a context may hold: the model's window or the smaller configured one.
+  size_t Window() const;
   KvManager* manager() const { return manager_; }
+  // Called with each finished call's summary (app, context, tokens, switch latency, outcome),
+  // for the daemon's log. Set before serving.
+  void set_call_observer(std::function<void(const wire::Json&)> observer) {
+    call_observer_ = std::move(observer);
+  }
+  // The Prometheus text of /metrics.
+  std::string RenderMetrics() const { return metrics_.Render(manager_, queued()); }
   const LlamaModel& model() const { return *model_; }
 
  private:
@@ -107,6 +119,7 @@ class Service {
   StatusOr<wire::Json> Stats(const Session& session, const wire::Json& request);
   wire::Json Hello(const Session& session, const wire::Json& request, Status* status);
 
+  static constexpr size_t kSinkTokens = 16;  // one chunk: StreamingLLM's attention sink
   KvManager* const manager_;
   const LlamaModel* const model_;
   const std::string model_name_;
@@ -118,6 +131,8 @@ class Service {
   std::string last_app_;                           // round-robin position; guarded by mu_
   size_t queued_ = 0;                              // guarded by mu_
   bool draining_ = false;                          // guarded by mu_
+  Metrics metrics_;
+  std::function<void(const wire::Json&)> call_observer_;
   std::thread worker_;
 };
 

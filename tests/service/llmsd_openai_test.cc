@@ -100,6 +100,24 @@ TEST_F(LlmsdOpenAiTest, HttpOnTheUnixSocketActsForThePeersUid) {
       << list;
 }
 
+TEST_F(LlmsdOpenAiTest, MetricsAreExposedInPrometheusFormat) {
+  ASSERT_EQ(Curl("/v1/completions", R"({"prompt":"Once","max_tokens":5,"temperature":0})").first,
+            200);
+  auto [status, body] = Curl("/metrics");
+  ASSERT_EQ(status, 200);
+  for (const char* line :
+       {"# TYPE llms_switch_latency_seconds histogram", "llms_switch_latency_seconds_count 1",
+        "llms_calls_total{outcome=\"ok\"} 1", "llms_tokens_total{kind=\"generated\"} 5",
+        "# TYPE llms_bytes_read_total counter", "llms_chunks{location=\"resident\"} 1",
+        "llms_contexts 1", "llms_kv_budget_bytes ", "llms_queue_depth 0"}) {
+    EXPECT_NE(body.find(line), std::string::npos) << line << "\n" << body;
+  }
+  // Scraping over TCP needs no token.
+  auto [rc, out] =
+      testing::RunCommand("curl -s http://127.0.0.1:" + std::to_string(port_) + "/metrics");
+  EXPECT_NE(out.find("llms_calls_total"), std::string::npos);
+}
+
 TEST_F(LlmsdOpenAiTest, BadRequestsGetOpenAiStyleErrors) {
   auto [status, body] = Curl("/v1/chat/completions", "{not json");
   EXPECT_EQ(status, 400);

@@ -382,6 +382,87 @@ TEST_F(LlmsdTest, AShortCallDoesNotWaitBehindALongGeneration) {
   close(fd);
 }
 
+// At the window a call is refused by default, and with --full-context slide it goes on from the
+// attention sink and the recent tokens.
+TEST_F(LlmsdTest, FullContextIsRefusedOrSlidPerSetting) {
+  for (const char* mode : {"reject", "slide"}) {
+    SCOPED_TRACE(mode);
+    if (daemon_) daemon_->Terminate();
+    testing::TempDir dir;
+    auto d = DaemonProcess::Start(dir.path(), {"--context-window", "128", "--full-context", mode});
+    ASSERT_OK(d);
+    auto client = Client::Connect((*d)->socket());
+    ASSERT_OK(client);
+    auto id = (*client)->NewContext();
+    ASSERT_OK(id);
+    ASSERT_OK((*client)->Call(*id, "Once upon a time", Greedy(100)));
+    auto more = (*client)->Call(*id, " The end", Greedy(40));
+    if (std::string(mode) == "reject") {
+      EXPECT_EQ(more.status().code(), StatusCode::kResourceExhausted);
+      EXPECT_NE(more.status().message().find("--full-context slide"), std::string::npos);
+      continue;
+    }
+    ASSERT_OK(more);
+    EXPECT_EQ(more->completion_tokens, 40u);
+    auto stats = (*client)->Stats(*id);
+    ASSERT_OK(stats);
+    EXPECT_LE(stats->value("tokens", 0u), 128u);
+    // And it keeps working turn after turn.
+    for (int turn = 0; turn < 3; ++turn) ASSERT_OK((*client)->Call(*id, " Then", Greedy(40)));
+  }
+}
+
+// Under systemd: the listening socket is inherited (socket activation, fd 3) and readiness and
+// stopping are reported on $NOTIFY_SOCKET.
+TEST_F(LlmsdTest, SocketActivationAndReadinessNotification) {
+  const std::string listen_path = dir_.File("activated.sock"), notify_path = dir_.File("notify");
+  const int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, listen_path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  const int notify = socket(AF_UNIX, SOCK_DGRAM, 0);
+  sockaddr_un naddr{};
+  naddr.sun_family = AF_UNIX;
+  std::strncpy(naddr.sun_path, notify_path.c_str(), sizeof(naddr.sun_path) - 1);
+  ASSERT_EQ(bind(notify, reinterpret_cast<sockaddr*>(&naddr), sizeof(naddr)), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(listener, 3);
+    setenv("LISTEN_FDS", "1", 1);
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+    const std::string model = testing::DefaultModelPath(), data = dir_.File("data");
+    execl(testing::ToolPath("llmsd").c_str(), "llmsd", "--model", model.c_str(), "--data-dir",
+          data.c_str(), "--socket", "/nonexistent/ignored.sock", "--log-level", "warn",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(listener);
+  char buf[256] = {};
+  const ssize_t n = recv(notify, buf, sizeof(buf) - 1, 0);  // blocks until llmsd is ready
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf).find("READY=1"), std::string::npos) << buf;
+  {
+    auto client = Client::Connect(listen_path);
+    ASSERT_OK(client);
+    auto id = (*client)->NewContext();
+    ASSERT_OK(id);
+    auto reply = (*client)->Call(*id, "Once upon a time", Greedy(8));
+    ASSERT_OK(reply);
+    EXPECT_EQ(reply->text.rfind(", there was", 0), 0u);
+  }
+  kill(pid, SIGTERM);
+  std::memset(buf, 0, sizeof(buf));
+  ASSERT_GT(recv(notify, buf, sizeof(buf) - 1, 0), 0);
+  EXPECT_NE(std::string(buf).find("STOPPING=1"), std::string::npos) << buf;
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(notify);
+}
+
 TEST_F(LlmsdTest, CancelStopsTheRunningCall) {
   StartDaemon();
   auto client = Connect();

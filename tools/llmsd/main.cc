@@ -33,6 +33,7 @@ struct DaemonOptions {
   ServiceLimits limits;
   uint32_t max_request_bytes = wire::kDefaultMaxFrameBytes;
   std::string log_level = "info";
+  std::string full_context = "reject";
   std::string http;                     // host:port of the HTTP listener, empty: off
   std::vector<std::string> app_tokens;  // NAME=TOKEN
 };
@@ -68,6 +69,15 @@ void AddOptions(CLI::App& app, DaemonOptions* o) {
   app.add_option("--max-contexts", o->limits.max_contexts_per_app, "contexts per app")
       ->capture_default_str();
   app.add_option("--max-prompt-tokens", o->limits.max_prompt_tokens, "prompt tokens per call")
+      ->capture_default_str();
+  app.add_option("--context-window", o->limits.context_window,
+                 "tokens one context may hold (0: the model's declared window; stories260K "
+                 "declares 2048 but was trained on 512)")
+      ->capture_default_str();
+  app.add_option("--full-context", o->full_context,
+                 "at the window: 'reject' the call with an error, or 'slide' (keep the first "
+                 "chunk and the recent half of the room, recompute them; StreamingLLM)")
+      ->check(CLI::IsMember({"reject", "slide"}))
       ->capture_default_str();
   app.add_option("--max-queued", o->limits.max_queued, "calls waiting, all apps together")
       ->capture_default_str();
@@ -140,11 +150,19 @@ int Run(const DaemonOptions& o) {
   auto manager = KvManager::Open(loaded->engine.get(), store->get(), mo);
   if (!manager.ok()) return fail("open_contexts", manager.status());
   const std::string model_name = std::filesystem::path(o.model.model).stem().string();
-  Service service(manager->get(), loaded->model.get(), model_name, o.limits);
+  ServiceLimits limits = o.limits;
+  limits.slide_full_contexts = o.full_context == "slide";
+  Service service(manager->get(), loaded->model.get(), model_name, limits);
+  service.set_call_observer([](const wire::Json& call) {
+    std::string fields;
+    for (const auto& [key, value] : call.items()) fields += " " + key + "=" + value.dump();
+    spdlog::info("event=call{}", fields);
+  });
 
+  const bool activated = sd_listen_fds(0) >= 1;
   StatusOr<std::unique_ptr<UnixServer>> server =
-      sd_listen_fds(0) >= 1 ? UnixServer::Adopt(SD_LISTEN_FDS_START, &service, o.max_request_bytes)
-                            : UnixServer::Listen(o.socket, &service, o.max_request_bytes);
+      activated ? UnixServer::Adopt(SD_LISTEN_FDS_START, &service, o.max_request_bytes)
+                : UnixServer::Listen(o.socket, &service, o.max_request_bytes);
   if (!server.ok()) return fail("listen", server.status());
   StatusOr<HttpOptions> http = ParseHttpOptions(o);
   if (!http.ok()) return fail("http_options", http.status());
@@ -169,7 +187,8 @@ int Run(const DaemonOptions& o) {
   if (tcp) servers.push_back(tcp.get());
   std::thread watcher = StartSignalWatcher(servers, &set);
   spdlog::info("event=ready socket={} model={} data_dir={} budget_mib={} policy={} contexts={}",
-               o.socket, o.model.model, o.data_dir, o.budget_mib, o.policy,
+               activated ? std::string("(from systemd)") : o.socket, o.model.model, o.data_dir,
+               o.budget_mib, o.policy,
                (*store)->ListContexts().ok() ? (*store)->ListContexts()->size() : 0);
   sd_notify(0, "READY=1\nSTATUS=serving");
   (*server)->Serve();
