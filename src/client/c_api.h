@@ -14,6 +14,8 @@
 extern "C" {
 #endif
 
+#define LLMS_C_API __attribute__((visibility("default")))
+
 typedef struct llms_handle llms_handle;
 
 enum {
@@ -39,17 +41,18 @@ typedef struct llms_call_options {
 
 /* Connects to llmsd at `socket_path` (NULL: $LLMS_SOCKET, else $XDG_RUNTIME_DIR/llmsd.sock,
  * else /run/llms/llmsd.sock). */
-int llms_bind(const char* socket_path, llms_handle** out);
-void llms_unbind(llms_handle* h);
-int llms_new_ctx(llms_handle* h, const char* system_prompt, uint64_t* out_ctx);
+LLMS_C_API int llms_bind(const char* socket_path, llms_handle** out);
+LLMS_C_API void llms_unbind(llms_handle* h);
+LLMS_C_API int llms_new_ctx(llms_handle* h, const char* system_prompt, uint64_t* out_ctx);
 /* Generates a reply to `prompt` in context `ctx`. The whole reply is returned in *out_text
  * (free it with llms_free) when out_text is not NULL; on_text (may be NULL) streams it. */
-int llms_call(llms_handle* h, uint64_t ctx, const char* prompt, const llms_call_options* options,
-              llms_text_fn on_text, void* user, char** out_text);
-int llms_cancel(llms_handle* h);
-int llms_del_ctx(llms_handle* h, uint64_t ctx);
-void llms_free(void* p);
-const char* llms_last_error(void);
+LLMS_C_API int llms_call(llms_handle* h, uint64_t ctx, const char* prompt,
+                         const llms_call_options* options, llms_text_fn on_text, void* user,
+                         char** out_text);
+LLMS_C_API int llms_cancel(llms_handle* h);
+LLMS_C_API int llms_del_ctx(llms_handle* h, uint64_t ctx);
+LLMS_C_API void llms_free(void* p);
+LLMS_C_API const char* llms_last_error(void);
 
 #ifdef __cplusplus
 }

@@ -33,8 +33,9 @@ class LlmsdOpenAiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     port_ = FreePort();
-    auto d = DaemonProcess::Start(dir_.path(), {"--http", "127.0.0.1:" + std::to_string(port_),
-                                                "--app-token", "alice=sk-alice-test"});
+    auto d = DaemonProcess::Start(dir_.path(),
+                                  {"--http", "127.0.0.1:" + std::to_string(port_), "--app-token",
+                                   "alice=sk-alice-test", "--app-token", "bob=sk-bob-test"});
     ASSERT_OK(d);
     daemon_ = std::move(d).value();
   }
@@ -116,6 +117,32 @@ TEST_F(LlmsdOpenAiTest, MetricsAreExposedInPrometheusFormat) {
   auto [rc, out] =
       testing::RunCommand("curl -s http://127.0.0.1:" + std::to_string(port_) + "/metrics");
   EXPECT_NE(out.find("llms_calls_total"), std::string::npos);
+}
+
+// Two tokens are two apps: bob can neither continue alice's context by id nor pick it up by
+// resending her conversation.
+TEST_F(LlmsdOpenAiTest, TokensSeparateAppsOnTcp) {
+  auto post = [&](const std::string& token, const std::string& body,
+                  const std::string& header = "") {
+    return testing::RunCommand(
+        "curl -s -w '\\n%{http_code}' http://127.0.0.1:" + std::to_string(port_) +
+        "/v1/chat/completions -H 'Authorization: Bearer " + token + "' " + header + " -d '" + body +
+        "'");
+  };
+  const std::string chat =
+      R"({"messages":[{"role":"user","content":"Hello"}],"max_tokens":4,"temperature":0})";
+  auto [rc, out] = post("sk-alice-test", chat);
+  const Json alice = Json::parse(out.substr(0, out.rfind('\n')), nullptr, false);
+  ASSERT_TRUE(alice.is_object()) << out;
+  const uint64_t context = alice["llms"]["context"];
+  std::tie(rc, out) =
+      post("sk-bob-test", chat, "-H 'X-Llms-Context: " + std::to_string(context) + "'");
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "404") << out;
+  std::tie(rc, out) = post("sk-bob-test", chat);
+  const Json bob = Json::parse(out.substr(0, out.rfind('\n')), nullptr, false);
+  ASSERT_TRUE(bob.is_object()) << out;
+  EXPECT_NE(bob["llms"]["context"], context);
+  EXPECT_EQ(bob["llms"]["reused_tokens"], 0);
 }
 
 TEST_F(LlmsdOpenAiTest, BadRequestsGetOpenAiStyleErrors) {

@@ -128,6 +128,20 @@ TEST_F(LlmsdTest, CAbiMirrorsThePapersInterface) {
   EXPECT_EQ(llms_bind((dir_.path() + "/no.sock").c_str(), &none), LLMS_E_UNAVAILABLE);
 }
 
+// The shared library exports the C ABI for bindings; Python's ctypes drives it here.
+TEST_F(LlmsdTest, PythonThroughCtypesUsesTheSharedLibrary) {
+  StartDaemon();
+  const std::string lib = std::string(LLMS_BINARY_DIR) + "/libllms_client.so";
+  auto [rc, out] =
+      testing::RunCommand("python3 " + std::string(LLMS_SOURCE_DIR) + "/tests/service/c_abi.py " +
+                          lib + " " + daemon_->socket() + " 2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  const size_t nl = out.find('\n');
+  ASSERT_NE(nl, std::string::npos) << out;
+  EXPECT_EQ(out.rfind(kGoldenStart, 0), 0u) << out;                 // streamed
+  EXPECT_EQ(out.substr(nl + 1).rfind(kGoldenStart, 0), 0u) << out;  // returned whole
+}
+
 TEST_F(LlmsdTest, CommandLineTalksToTheDaemon) {
   StartDaemon();
   auto run = [](const std::string& cmd) { return testing::RunCommand(cmd + " 2>/dev/null"); };
