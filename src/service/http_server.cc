@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -20,6 +21,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using Stream = asio::posix::stream_descriptor;
 using wire::Json;
+
+std::atomic<uint64_t> response_serial{0};  // makes response ids unique within a daemon run
 
 // The replies of one call, handed from the service's worker to the HTTP thread.
 class ReplyQueue {
@@ -135,7 +138,7 @@ void Generate(Exchange& x, Service* service, const std::string& app, openai::End
   service->Handle(session, call);
   const std::string model = service->model_name();
   const std::string id = (endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-") +
-                         std::to_string(place->context) + "-" + std::to_string(std::rand());
+                         std::to_string(place->context) + "-" + std::to_string(++response_serial);
   const std::string context = std::to_string(place->context);
   if (!r.stream) {
     for (;;) {
