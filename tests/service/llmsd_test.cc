@@ -128,12 +128,21 @@ TEST_F(LlmsdTest, CAbiMirrorsThePapersInterface) {
   EXPECT_EQ(llms_bind((dir_.path() + "/no.sock").c_str(), &none), LLMS_E_UNAVAILABLE);
 }
 
+#ifdef __SANITIZE_ADDRESS__
+// An ASan-built library loads into an uninstrumented python only after the ASan runtime it links.
+const std::string kPython = "LD_PRELOAD=$(ldd " + std::string(LLMS_BINARY_DIR) +
+                            "/libllms_client.so | awk '/libasan/ {print $3}') "
+                            "ASAN_OPTIONS=detect_leaks=0 python3 ";
+#else
+const std::string kPython = "python3 ";
+#endif
+
 // The shared library exports the C ABI for bindings; Python's ctypes drives it here.
 TEST_F(LlmsdTest, PythonThroughCtypesUsesTheSharedLibrary) {
   StartDaemon();
   const std::string lib = std::string(LLMS_BINARY_DIR) + "/libllms_client.so";
   auto [rc, out] =
-      testing::RunCommand("python3 " + std::string(LLMS_SOURCE_DIR) + "/tests/service/c_abi.py " +
+      testing::RunCommand(kPython + std::string(LLMS_SOURCE_DIR) + "/tests/service/c_abi.py " +
                           lib + " " + daemon_->socket() + " 2>&1");
   ASSERT_EQ(rc, 0) << out;
   const size_t nl = out.find('\n');
