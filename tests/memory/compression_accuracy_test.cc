@@ -119,7 +119,7 @@ TEST_F(CompressionAccuracyTest, ToleranceAwareBeatsUniformInt4AtTheSameSize) {
   per_context.compression = CompressionMode::kTolerancePerContext;
   const Outcome local = Run(per_context);
   auto row = [&](const char* name, const Outcome& o) {
-    std::printf("%-26s loss %.4f  (%+.2f%% vs f16)  %.2f bits/value\n", name, o.loss,
+    std::printf("%-26s loss %.6f  (%+.3f%% vs f16)  %.2f bits/value\n", name, o.loss,
                 100 * (o.loss / f16.loss - 1), o.bits);
   };
   row("f16", f16);
