@@ -2,6 +2,7 @@
 // bound the level's step size allows.
 #include "kernels/kv_quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -47,6 +48,34 @@ TEST(KvQuantTest, PackUnpackEveryBitWidth) {
   }
 }
 
+// Squared error of 2-bit min-max quantization (f16-rounded params) of token-major `x` (`width`
+// values per token): per channel over the tokens (K) or per group of 32 values of a token (V;
+// `width` is a multiple of 32 or smaller than it).
+double MinMaxSquaredError(const std::vector<float>& x, size_t width, size_t tokens,
+                          bool per_channel) {
+  const size_t group = per_channel ? tokens : std::min<size_t>(width, 32);
+  const size_t groups = x.size() / group;
+  double sum = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    auto at = [&](size_t i) {
+      return per_channel ? x[i * width + g]
+                         : x[(g * group / width) * width + g * group % width + i];
+    };
+    float lo = at(0), hi = at(0);
+    for (size_t i = 1; i < group; ++i) {
+      lo = std::min(lo, at(i));
+      hi = std::max(hi, at(i));
+    }
+    const float scale = F16ToF32(F32ToF16((hi - lo) / 3)), minv = F16ToF32(F32ToF16(lo));
+    for (size_t i = 0; i < group; ++i) {
+      const float q = std::clamp(std::nearbyint((at(i) - minv) / scale), 0.0f, 3.0f);
+      const double d = static_cast<double>(scale * q + minv) - at(i);
+      sum += d * d;
+    }
+  }
+  return sum;
+}
+
 class KvRoundTripTest : public ::testing::TestWithParam<std::tuple<KvLevel, size_t, size_t>> {};
 
 TEST_P(KvRoundTripTest, ErrorWithinHalfAStep) {
@@ -61,6 +90,20 @@ TEST_P(KvRoundTripTest, ErrorWithinHalfAStep) {
   // Range 8 (K) and 4 (V) over 2^bits - 1 steps; half a step plus f16 rounding of params.
   const double steps = level == KvLevel::kF16 ? 1e9 : (1 << KvLevelBits(level)) - 1;
   const double k_tol = 8.0 / steps * 0.5 + 8 * 1e-3, v_tol = 4.0 / steps * 0.5 + 4 * 1e-3;
+  if (level == KvLevel::kInt2) {
+    // int2 clips its range for the least squared error (kv_chunk_format.md): the total error is
+    // at most that of the min-max range, whose half-step bound each value would meet.
+    double k_err = 0, v_err = 0;
+    for (size_t i = 0; i < n; ++i) {
+      k_err += (k2[i] - k[i]) * (k2[i] - k[i]);
+      v_err += (v2[i] - v[i]) * (v2[i] - v[i]);
+    }
+    EXPECT_LE(k_err, n * k_tol * k_tol);
+    EXPECT_LE(v_err, n * v_tol * v_tol);
+    EXPECT_LE(k_err, MinMaxSquaredError(k, layout.width(), tokens, /*per_channel=*/true));
+    EXPECT_LE(v_err, MinMaxSquaredError(v, layout.width(), tokens, /*per_channel=*/false));
+    return;
+  }
   for (size_t i = 0; i < n; ++i) {
     ASSERT_NEAR(k2[i], k[i], k_tol) << KvLevelName(level) << " k " << i;
     ASSERT_NEAR(v2[i], v[i], v_tol) << KvLevelName(level) << " v " << i;

@@ -132,8 +132,9 @@ TEST_F(CompressionAccuracyTest, ToleranceAwareBeatsUniformInt4AtTheSameSize) {
   EXPECT_LT(global.loss, f16.loss * 1.02);
   EXPECT_LT(local.loss, f16.loss * 1.02);
   // Issue 3 asks for strictly lower than uniform int4. On stories260K uniform int4 is already
-  // within 0.01% of f16 while int2 costs 2.9%, so every 4-bit mix that uses int2 loses more than
-  // its int8 chunks regain, and the planner settles on int4 nearly everywhere: equal, not lower.
+  // within 0.013% of f16 while int2 costs 2.0%, so every 4-bit mix that uses int2 loses more
+  // than its int8 chunks regain, and the planner settles on int4 nearly everywhere: equal, not
+  // lower (README: a tuned planner wins here but not on held-out contexts).
   // What is asserted is that tolerance-aware planning never does worse at the same size.
   EXPECT_LE(global.loss, int4.loss * (1 + 1e-4));
   EXPECT_LE(local.loss, int4.loss * (1 + 1e-4));
