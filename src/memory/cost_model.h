@@ -44,7 +44,7 @@ struct MissingChunk {
   size_t index = 0;       // chunk index in its context
   size_t tokens = 0;      // positions it covers
   size_t read_bytes = 0;  // its stored size (0: not on flash, must be recomputed)
-  size_t layers = 0;      // read requests (one per layer)
+  size_t layers = 0;      // read requests of the pipeline (one per group of layers)
 };
 
 // Chooses the chunks to recompute (indices into `missing`, by chunk index) so that the time to

@@ -12,6 +12,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+// Layers per read request of the restore pipeline: enough for kPipelineReadBytes (below that the
+// device is latency-bound: docs/store_format.md), at most all of them.
+constexpr size_t kPipelineReadBytes = size_t{64} << 10;
+size_t LayersPerRead(size_t layer_bytes, size_t layers) {
+  return std::clamp<size_t>(CeilDiv(kPipelineReadBytes, std::max<size_t>(layer_bytes, 1)), 1,
+                            std::max<size_t>(layers, 1));
+}
+
 std::string MiB(size_t bytes) {
   return std::to_string(bytes >> 20) + "." + std::to_string((bytes & ((1 << 20) - 1)) * 10 >> 20) +
          " MiB";
@@ -221,7 +231,9 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
       // The stored copy must hold every token the context has in that chunk.
       const bool readable = s.on_flash && s.meta.valid_tokens == tokens &&
                             options_.policy.restore != RestoreMode::kRecomputeOnly;
-      missing.push_back({i, tokens, readable ? s.meta.data_bytes() : 0, layers});
+      missing.push_back(
+          {i, tokens, readable ? s.meta.data_bytes() : 0,
+           readable ? CeilDiv(layers, LayersPerRead(s.meta.layer_bytes, layers)) : 0});
     }
   }
   const double mean_position = static_cast<double>(kv) / 2.0;
@@ -268,36 +280,38 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
     restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return Status::Ok();
   }
-  auto read_layer = [this, restore, ctx](size_t layer) {
+  // Each step reads a group of layers of every chunk, one request per chunk, large enough for
+  // the device (the smallest chunk's slices set the group).
+  size_t smallest = SIZE_MAX;
+  for (const ChunkMeta& m : restore->metas) smallest = std::min<size_t>(smallest, m.layer_bytes);
+  const size_t group = LayersPerRead(smallest, layers);
+  auto read_group = [this, restore, ctx, group, layers](size_t first) {
+    const size_t count = std::min(group, layers - first);
     std::vector<ChunkStore::LayerRead> reads;
     for (size_t k = 0; k < restore->load.size(); ++k) {
       KvChunk* chunk = ctx->cache->chunk(restore->load[k]);
       reads.push_back({&restore->metas[k],
-                       static_cast<uint32_t>(layer),
-                       std::span<uint8_t>(chunk->layer(layer), chunk->layer_bytes()),
+                       static_cast<uint32_t>(first),
+                       std::span<uint8_t>(chunk->layer(first), count * chunk->layer_bytes()),
                        {}});
     }
-    (void)store_->ReadLayers(reads);
+    (void)store_->ReadLayers(reads, static_cast<uint32_t>(count));
     std::lock_guard<std::mutex> lock(restore->mu);
     for (size_t k = 0; k < reads.size(); ++k) {
       if (reads[k].status.ok()) continue;
       if (restore->status.ok()) restore->status = reads[k].status;
       restore->failed.push_back(restore->load[k]);
     }
-    restore->layers_done = layer + 1;
+    restore->layers_done = first + count;
   };
-  if (options_.policy.restore == RestoreMode::kPipelined) {  // read layer l+1 while computing l
-    restore->io = std::thread([=] {
-      for (size_t l = 0; l < layers; ++l) {
-        read_layer(l);
-        restore->cv.notify_all();
-      }
-      restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    });
-    return Status::Ok();
-  }
-  for (size_t l = 0; l < layers; ++l) read_layer(l);  // load everything, then run
-  restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  // Pipelined: the pass computes layer l while the next group is read.
+  restore->io = std::thread([=] {
+    for (size_t l = 0; l < layers; l += group) {
+      read_group(l);
+      restore->cv.notify_all();
+    }
+    restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  });
   return Status::Ok();
 }
 

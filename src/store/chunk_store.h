@@ -125,8 +125,10 @@ class ChunkStore {
   static constexpr uint64_t kMaxMergedReadBytes = uint64_t{1} << 20;
   static constexpr uint64_t kMaxMergedGapBytes = uint64_t{64} << 10;
   // Runs many ReadLayer requests at once (io_uring when available): each request gets its own
-  // status; returns the first failure, or OK.
-  Status ReadLayers(std::span<LayerRead> reads);
+  // status; returns the first failure, or OK. With `layers` > 1 each request reads that many
+  // consecutive layers from its `layer` on (fewer at the chunk's end) in one device request, and
+  // `out` holds them all: a restore pipeline reads a group of layers per step that way.
+  Status ReadLayers(std::span<LayerRead> reads, uint32_t layers = 1);
 
   StoreStats stats() const;
   const RecoveryReport& recovery() const { return recovery_; }

@@ -28,24 +28,27 @@ Status ChunkStore::ReadLayer(const ChunkMeta& meta, uint32_t layer, std::span<ui
   return ReadLayers(std::span<LayerRead>(&read, 1));
 }
 
-Status ChunkStore::ReadLayers(std::span<LayerRead> reads) {
+Status ChunkStore::ReadLayers(std::span<LayerRead> reads, uint32_t layers) {
   std::vector<Pinned> reqs(reads.size());
   for (size_t i = 0; i < reads.size(); ++i) {
     const ChunkMeta& m = *reads[i].meta;
     Pinned& p = reqs[i];
     p.meta = &m;
-    if (reads[i].layer >= m.num_layers || reads[i].out.size() != m.layer_bytes) {
+    const uint32_t count =
+        reads[i].layer < m.num_layers ? std::min(layers, m.num_layers - reads[i].layer) : 0;
+    if (count == 0 || reads[i].out.size() != uint64_t{count} * m.layer_bytes) {
       p.status = Status::InvalidArgument(
-          ChunkName(m) + ": layer " + std::to_string(reads[i].layer) + " of " +
-          std::to_string(m.num_layers) + " into " + std::to_string(reads[i].out.size()) +
-          " bytes (layer_bytes " + std::to_string(m.layer_bytes) + ")");
+          ChunkName(m) + ": layer " + std::to_string(reads[i].layer) + " (+" +
+          std::to_string(layers) + ") of " + std::to_string(m.num_layers) + " into " +
+          std::to_string(reads[i].out.size()) + " bytes (layer_bytes " +
+          std::to_string(m.layer_bytes) + ")");
       continue;
     }
     const uint64_t lo = uint64_t{reads[i].layer} * m.layer_bytes;
     p.begin = AlignDown(lo);
-    p.length = AlignUp(lo + m.layer_bytes) - p.begin;
+    p.length = AlignUp(lo + uint64_t{count} * m.layer_bytes) - p.begin;
     p.first_layer = reads[i].layer;
-    p.layers = 1;
+    p.layers = count;
     p.out = reads[i].out;
   }
   const Status first = Read(reqs, false);

@@ -302,6 +302,20 @@ TEST_F(ChunkStoreTest, BatchedWritesAndReads) {
     }
     EXPECT_EQ(reads[12].status.code(), StatusCode::kNotFound);
     EXPECT_EQ(reads[13].status.code(), StatusCode::kInvalidArgument);
+    // Groups of layers, one request per chunk: layers 2-4, then 4-5 (the group ends with the
+    // chunk).
+    for (uint32_t first : {2u, 4u}) {
+      const uint32_t count = std::min(3u, 6 - first);
+      std::vector<std::vector<uint8_t>> groups(12, std::vector<uint8_t>(count * 3000));
+      std::vector<ChunkStore::LayerRead> group_reads;
+      for (uint32_t i = 0; i < 12; ++i) group_reads.push_back({&(*metas)[i], first, groups[i], {}});
+      ASSERT_OK((*store)->ReadLayers(group_reads, 3));
+      for (uint32_t i = 0; i < 12; ++i) {
+        EXPECT_TRUE(
+            std::equal(groups[i].begin(), groups[i].end(), payloads[i].begin() + first * 3000))
+            << "chunk " << i << " from layer " << first;
+      }
+    }
   }
 }
 
