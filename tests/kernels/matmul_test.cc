@@ -51,6 +51,44 @@ double DotTolerance(const float* w, const float* x, size_t cols) {
   return k * u / (1 - k * u) * abs_sum + 1e-37;
 }
 
+// Checks one output of the int8 path (MatMulQuantizesActivations) against DotInt8Ref. Its terms
+// pass through at most cols / 16 + 16 roundings (a pair's scale product and FMA, cols / 64 chain
+// steps per lane, the lane reduction, the offset dot and the final subtraction), so the bound is
+// gamma(cols / 16 + 16) times the sum of the terms' magnitudes. The int8 reference itself must
+// lie within the activation rounding of the exact f32 product: |x - d q| <= d / 2 (plus a
+// relative 1e-6 for the rounding of x * 127 / amax).
+void ExpectInt8MatchesReference(WeightType type, const uint8_t* row, const float* w, const float* x,
+                                size_t cols, float got) {
+  double abs_sum = 0;
+  const double ref = DotInt8Ref(type, row, x, cols, &abs_sum);
+  const double u = std::ldexp(1.0, -24), k = static_cast<double>(cols) / 16 + 16;
+  EXPECT_LE(std::fabs(got - ref), k * u / (1 - k * u) * abs_sum + 1e-37)
+      << "int8 path: got " << got << " want " << ref;
+  std::vector<int8_t> q(cols);
+  std::vector<float> d(cols / 32);
+  QuantizeActivationsRef(x, cols, q.data(), d.data());
+  double exact = 0, bound = 0;
+  for (size_t i = 0; i < cols; ++i) {
+    exact += double{w[i]} * x[i];
+    bound += std::fabs(double{w[i]}) * (0.5 * d[i / 32] + 1e-6 * std::fabs(x[i]));
+  }
+  EXPECT_LE(std::fabs(ref - exact), bound + DotTolerance(w, x, cols))
+      << "int8 reference " << ref << " vs f32 " << exact;
+}
+
+// Checks output `got` of row r of m times x against the reference of the path this CPU takes.
+void ExpectMatchesReference(const TestMatrix& m, size_t r, const float* x, float got) {
+  const size_t cols = m.view.cols;
+  const float* w = &m.decoded[r * cols];
+  if (MatMulQuantizesActivations(m.view.type, cols)) {
+    const uint8_t* row = m.bytes.data() + r * RowBytes(m.view.type, cols);
+    return ExpectInt8MatchesReference(m.view.type, row, w, x, cols, got);
+  }
+  double ref = 0;
+  for (size_t i = 0; i < cols; ++i) ref += double{w[i]} * x[i];
+  EXPECT_LE(std::fabs(got - ref), DotTolerance(w, x, cols)) << "got " << got << " want " << ref;
+}
+
 std::vector<size_t> ColsFor(WeightType type) {
   switch (type) {
     case WeightType::kF32:
@@ -88,11 +126,8 @@ void CheckMatrix(const TestMatrix& m, const std::vector<float>& x, ThreadPool* p
   for (size_t t = 0; t < kMaxTokens; ++t) MatVec(m.view, &x[t * cols], &matvec[t * rows], nullptr);
   for (size_t t = 0; t < kMaxTokens; ++t) {
     for (size_t r = 0; r < rows; ++r) {
-      const float* w = &m.decoded[r * cols];
-      double ref = 0;
-      for (size_t i = 0; i < cols; ++i) ref += double{w[i]} * x[t * cols + i];
-      ASSERT_LE(std::fabs(matvec[t * rows + r] - ref), DotTolerance(w, &x[t * cols], cols))
-          << "token " << t << " row " << r << " got " << matvec[t * rows + r] << " want " << ref;
+      ExpectMatchesReference(m, r, &x[t * cols], matvec[t * rows + r]);
+      ASSERT_FALSE(::testing::Test::HasFailure()) << "token " << t << " row " << r;
     }
   }
   for (size_t n : kTokens) {
@@ -149,6 +184,10 @@ TEST_P(MatMulTest, CancellingSums) {
   std::vector<float> y(rows);
   MatVec(m.view, x.data(), y.data(), nullptr);
   for (size_t r = 0; r < rows; ++r) {
+    if (MatMulQuantizesActivations(type(), cols)) {
+      ExpectMatchesReference(m, r, x.data(), y[r]);
+      continue;
+    }
     const double ref = DotRef(type(), m.bytes.data() + r * RowBytes(type(), cols), x.data(), cols);
     EXPECT_LE(std::fabs(y[r] - ref), DotTolerance(&m.decoded[r * cols], x.data(), cols)) << r;
   }
