@@ -397,12 +397,11 @@ HWY_NOINLINE void MatMulImpl(const WeightMatrix& w, const float* HWY_RESTRICT x,
   if (UsesInt8Path(w.type, w.cols)) {
     // The calling thread's quantized activations; workers read them while it waits in the
     // pool, so one buffer per calling thread suffices and is reused across calls. Lambdas do
-    // not capture a thread_local (a worker would see its own, empty one), hence the reference.
+    // not capture a thread_local (a worker would see its own, empty one), hence `xq`.
     thread_local Int8Rows calling_thread_rows;
-    Int8Rows& xq = calling_thread_rows;
-    QuantizeInt8Rows(x, n, w.cols, &xq);
-    WithInt8Traits(w.type, [&](auto traits) HWY_ATTR {
+    WithInt8Traits(w, x, n, &calling_thread_rows, [&](auto traits) HWY_ATTR {
       using Traits = decltype(traits);
+      const Int8Rows& xq = calling_thread_rows;
       ForRowRanges(w, n, pool, [&](size_t begin, size_t end) HWY_ATTR {
         Int8MatMulRows<Traits>(w, xq, n, y, begin, end, kWeightBlockBytes);
       });

@@ -6,12 +6,13 @@
 // integer codes go into it unconverted. Other targets keep the f32 path (kHaveInt8Dot false).
 //
 // Per 64-value "pair" p of a row and a token, with weight codes u (unsigned bytes), the kernel
-// adds cvt(sum_4 u * q) * (s * d) lane-wise: lane i covers values 4i..4i+3, its weight scale s
-// is that of the 16-value group 4i / 16 and its activation scale d that of the 32-block 4i / 32.
-// Every type's value is s * u - c for a per-16-value offset c (Q8_0: the signed code is stored
-// as u = code + 128, c = 128 s; Q4_0: c = 8 s; Q4_K: c = dmin * m; Q6_K: c = 32 s), so
-//   dot(row, x) = sum_p (lanes) - sum_g c_g * (d * sum of q over group g)
-// and the offset part is one short f32 dot product per (row, token) after the main loop.
+// adds cvt(sum_4 (u - k) * q) * (s * d) lane-wise: lane i covers values 4i..4i+3, its weight
+// scale s is that of the 16-value group 4i / 16 and its activation scale d that of the 32-block
+// 4i / 32. Every type's value is s * (u - k) - c: Q8_0 stores code + 128 (k = 128), Q4_0 has
+// k = 8, Q6_K k = 32, and Q4_K k = 0 with a float offset c = dmin * m per sub-block. The integer
+// offset is exact: the dot product starts from -k * (sum of the 4 q), precomputed per token.
+// Q4_K's offset is one FMA per block with the token's per-sub-block sums d * sum(q). Scales are
+// decoded from each block as the block is read (no separate pass, which waits on DRAM).
 // Each output is one fixed sequence of operations whatever the tile, thread count or batch, so
 // MatMul still equals MatVec bit for bit.
 #if defined(LLMS_KERNELS_MATMUL_INT8_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -68,18 +69,17 @@ HWY_INLINE float LoadF16Scale(const uint8_t* HWY_RESTRICT p) {
   return hn::GetLane(hn::PromoteTo(d1, hn::LoadU(dh1, reinterpret_cast<const hwy::float16_t*>(p))));
 }
 
-// n rows of activations quantized per 32 values: x[t][i] ~= d[t][i / 32] * q[t][i]. Grown, never
-// shrunk, so a caller that keeps one has no allocation per call once warm.
+// n rows of activations quantized per 32 values: x[t][i] ~= d[t][i / 32] * q[t][i], plus the
+// per-type offset terms. Grown, never shrunk: a caller that keeps one allocates only when warm.
 struct Int8Rows {
   size_t cols = 0;
-  size_t d_stride = 0;    // floats per row of d: cols / 32, plus 16 so a 16-lane load stays inside
-  size_t s_stride = 0;    // floats per row of sum16: cols / 16 rounded up to 16 (zero-padded), + 16
-  std::vector<int8_t> q;  // [n][cols]
-  std::vector<float> d;   // [n][d_stride]
-  std::vector<float> sum16;  // [n][s_stride]: d * (sum of q over each 16 values)
+  size_t d_stride = 0;         // floats per row of d: cols / 32, + 16 so 16-lane loads stay inside
+  std::vector<int8_t> q;       // [n][cols]
+  std::vector<float> d;        // [n][d_stride]
+  std::vector<int32_t> start;  // [n][cols / 4]: -k * (sum of q[4i..4i+3]), k the type's offset
+  std::vector<float> ksum;     // [n][cols / 16]: per 256 values, 8 zeros then d * sum(q) of each
+                               // 32-value sub-block (Q4_K's float offsets); else empty
 };
-
-HWY_INLINE size_t Int8SumStride(size_t cols) { return (cols / 16 + 15) / 16 * 16 + 16; }
 
 #if HWY_TARGET == HWY_AVX3_DL
 
@@ -89,10 +89,21 @@ using DU8 = hn::Full512<uint8_t>;
 using DI8 = hn::Full512<int8_t>;
 using DU8H = hn::Full256<uint8_t>;
 
+// acc_i + sum over j < 4 of w[4i + j] * x[4i + j], unsigned times signed bytes (VPDPBUSD).
+// Highway 1.0.3 has no op for it, and its AVX3_DL target string lacks avx512vnni, so the
+// intrinsic would not compile here: inline assembly is the one way in.
+HWY_INLINE hn::Vec<DI32> DotBytes(hn::Vec<DI32> acc, hn::Vec<DU8> w, hn::Vec<DI8> x) {
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(w.raw), "vm"(x.raw));
+  return hn::Vec<DI32>{r};
+}
+
 // Quantizes row x (cols floats, cols % 32 == 0) like QuantizeActivationsRef (weight_ref.h): the
-// same float operations, so the codes are identical.
-HWY_INLINE void QuantizeInt8Row(const float* HWY_RESTRICT x, size_t cols, int8_t* HWY_RESTRICT q,
-                                float* HWY_RESTRICT d, float* HWY_RESTRICT sum16) {
+// same float operations, so the codes are identical. k: the weight type's integer code offset;
+// ksum: null unless the type has float offsets.
+HWY_INLINE void QuantizeInt8Row(const float* HWY_RESTRICT x, size_t cols, int k,
+                                int8_t* HWY_RESTRICT q, float* HWY_RESTRICT d,
+                                int32_t* HWY_RESTRICT start, float* HWY_RESTRICT ksum) {
   const DF16 df;
   const DI32 di;
   const hn::Full128<int8_t> d8;
@@ -105,190 +116,180 @@ HWY_INLINE void QuantizeInt8Row(const float* HWY_RESTRICT x, size_t cols, int8_t
     hn::StoreU(hn::DemoteTo(d8, i0), d8, q + 32 * b);
     hn::StoreU(hn::DemoteTo(d8, i1), d8, q + 32 * b + 16);
     d[b] = scale;
-    sum16[2 * b] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di, i0)));
-    sum16[2 * b + 1] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di, i1)));
+    if (ksum != nullptr) {
+      const int32_t sum = hn::GetLane(hn::SumOfLanes(di, hn::Add(i0, i1)));
+      ksum[16 * (b / 8) + b % 8] = 0.0f;
+      ksum[16 * (b / 8) + 8 + b % 8] = scale * static_cast<float>(sum);
+    }
+  }
+  for (size_t p = 0; p < cols / 64; ++p) {
+    const auto sums = DotBytes(hn::Zero(di), hn::Set(DU8(), static_cast<uint8_t>(k)),
+                               hn::LoadU(DI8(), q + 64 * p));
+    hn::StoreU(hn::Neg(sums), di, start + 16 * p);
   }
 }
 
-// Sizes `out` for n rows of `cols` and quantizes them.
-HWY_INLINE void QuantizeInt8Rows(const float* HWY_RESTRICT x, size_t n, size_t cols,
-                                 Int8Rows* out) {
+// Sizes `out` for n rows of `cols` and quantizes them for a type with code offset k.
+HWY_INLINE void QuantizeInt8Rows(const float* HWY_RESTRICT x, size_t n, size_t cols, int k,
+                                 bool float_offsets, Int8Rows* out) {
   out->cols = cols;
   out->d_stride = cols / 32 + 16;
-  out->s_stride = Int8SumStride(cols);
   if (out->q.size() < n * cols) out->q.resize(n * cols);
   if (out->d.size() < n * out->d_stride) out->d.resize(n * out->d_stride);
-  if (out->sum16.size() < n * out->s_stride) out->sum16.resize(n * out->s_stride);
+  if (out->start.size() < n * cols / 4) out->start.resize(n * cols / 4);
+  if (float_offsets && out->ksum.size() < n * cols / 16) out->ksum.resize(n * cols / 16);
   for (size_t t = 0; t < n; ++t) {
-    float* sum16 = out->sum16.data() + t * out->s_stride;
-    QuantizeInt8Row(x + t * cols, cols, out->q.data() + t * cols, out->d.data() + t * out->d_stride,
-                    sum16);
-    std::fill(sum16 + cols / 16, sum16 + out->s_stride, 0.0f);  // the offset dot reads these
+    QuantizeInt8Row(x + t * cols, cols, k, out->q.data() + t * cols,
+                    out->d.data() + t * out->d_stride, out->start.data() + t * cols / 4,
+                    float_offsets ? out->ksum.data() + t * cols / 16 : nullptr);
   }
 }
 
-// acc_i = sum over j < 4 of w[4i + j] * x[4i + j], unsigned times signed bytes (VPDPBUSD).
-// Highway 1.0.3 has no op for it, and its AVX3_DL target string lacks avx512vnni, so the
-// intrinsic would not compile here: inline assembly is the one way in.
-HWY_INLINE hn::Vec<DI32> DotBytes(hn::Vec<DU8> w, hn::Vec<DI8> x) {
-  __m512i acc = _mm512_setzero_si512();
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w.raw), "vm"(x.raw));
-  return hn::Vec<DI32>{acc};
-}
-
-// Lane index tables: each of 8 (or 16) values twice, so per-32 values become per-16 groups.
-alignas(64) static constexpr int32_t kDupLow[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
-alignas(64) static constexpr int32_t kDupHigh[16] = {8,  8,  9,  9,  10, 10, 11, 11,
-                                                     12, 12, 13, 13, 14, 14, 15, 15};
-
-// Scales and offsets of `blocks` 32-value blocks whose f16 scale d opens each kBlockBytes
-// block: s = d and c = c_per_d * d for both 16-value groups of a block. 16 blocks per gather:
-// one by one, the scalar f16 conversions and stores cost more than the decode step's dot
-// products (measured: decode at half speed).
-template <size_t kBlockBytes>
-HWY_INLINE void BlockScales32(const uint8_t* HWY_RESTRICT row, size_t blocks, float c_per_d,
-                              float* HWY_RESTRICT s16, float* HWY_RESTRICT c16) {
-  const DF16 df;
-  const DI32 di;
-  const hn::Full256<uint16_t> du16;
-  const hn::Full256<hwy::float16_t> dh;
-  const auto offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(kBlockBytes)));
-  const auto low = hn::SetTableIndices(df, kDupLow), high = hn::SetTableIndices(df, kDupHigh);
-  const auto c_scale = hn::Set(df, c_per_d);
-  size_t b = 0;
-  for (; b + 16 <= blocks; b += 16) {
-    // 4 bytes at each block start; the low 2 are d (little-endian) and all 4 lie in the block.
-    const auto bits =
-        hn::GatherOffset(di, reinterpret_cast<const int32_t*>(row + b * kBlockBytes), offsets);
-    const auto d16 = hn::DemoteTo(du16, hn::And(bits, hn::Set(di, 0xFFFF)));
-    const auto d = hn::PromoteTo(df, hn::BitCast(dh, d16));
-    const auto c = hn::Mul(d, c_scale);
-    hn::StoreU(hn::TableLookupLanes(d, low), df, s16 + 2 * b);
-    hn::StoreU(hn::TableLookupLanes(d, high), df, s16 + 2 * b + 16);
-    hn::StoreU(hn::TableLookupLanes(c, low), df, c16 + 2 * b);
-    hn::StoreU(hn::TableLookupLanes(c, high), df, c16 + 2 * b + 16);
-  }
-  for (; b < blocks; ++b) {
-    const float d = LoadF16Scale(row + b * kBlockBytes);
-    s16[2 * b] = s16[2 * b + 1] = d;
-    c16[2 * b] = c16[2 * b + 1] = c_per_d * d;
-  }
+// Words idx[0] (lanes 0-7) and idx[1] (lanes 8-15) of v, taken as f16 and widened: the two
+// block scales of a pair. VPERMW (AVX512BW) has no Highway 1.0.3 op for 16-bit lanes.
+HWY_INLINE hn::Vec<DF16> PairScales(hn::Vec<DU8> v, int word0, int word1) {
+  const __m512i idx = _mm512_set1_epi16(static_cast<int16_t>(word0));
+  const __m512i idx2 =
+      _mm512_mask_set1_epi16(idx, 0xFF00u, static_cast<int16_t>(word1));  // lanes 8-15
+  const __m512i words = _mm512_permutexvar_epi16(idx2, v.raw);
+  return hn::Vec<DF16>{_mm512_cvtph_ps(_mm512_castsi512_si256(words))};
 }
 
 // ---- Int8 traits: one per storage type ----
 //
 // Each provides kUnitValues / kUnitBytes (one block, or two for the 32-value types so that a
-// unit is whole pairs), kUnitPairs = kUnitValues / 64, and
-//   RowScales(row, units, s16, c16): per-16-value scale s and offset c of a row's units;
-//   Codes(unit, j): the unsigned codes u of pair j (values 64j..64j+63 of the unit), in value
-//   order.
+// unit is whole pairs), kUnitPairs = kUnitValues / 64, kCodeOffset (k), kFloatOffsets, and
+//   State Load(unit): what a unit's pairs share (K-quants: its decoded scales);
+//   Pair(unit, state, j, &codes, &scales): pair j's unsigned codes u (values 64j..64j+63 of the
+//     unit, in value order) and per-lane weight scales s;
+//   (kFloatOffsets) Offsets(state): lanes 8-15 the unit's 8 sub-block offsets c, lanes 0-7 any.
+
+struct NoState {};
 
 struct Int8TraitsQ8_0 {
   static constexpr size_t kUnitValues = 64, kUnitBytes = 2 * sizeof(BlockQ8_0), kUnitPairs = 1;
-  static HWY_INLINE void RowScales(const uint8_t* HWY_RESTRICT row, size_t units, float* s16,
-                                   float* c16) {
-    static_assert(offsetof(BlockQ8_0, d) == 0, "BlockScales32 reads d at the block start");
-    BlockScales32<sizeof(BlockQ8_0)>(row, 2 * units, 128.0f, s16, c16);
-  }
-  static HWY_INLINE hn::Vec<DU8> Codes(const uint8_t* HWY_RESTRICT u, size_t /*j*/) {
+  static constexpr int kCodeOffset = 128;
+  static constexpr bool kFloatOffsets = false;
+  using State = NoState;
+  static HWY_INLINE State Load(const uint8_t*) { return {}; }
+  static HWY_INLINE void Pair(const uint8_t* HWY_RESTRICT u, State, size_t, hn::Vec<DU8>* codes,
+                              hn::Vec<DF16>* scales) {
+    static_assert(offsetof(BlockQ8_0, d) == 0 && sizeof(BlockQ8_0) == 34, "scale words 0, 17");
     const DU8 du8;
     const DU8H dh;
     const uint8_t* q0 = u + offsetof(BlockQ8_0, qs);
     const auto v = hn::Combine(du8, hn::LoadU(dh, q0 + sizeof(BlockQ8_0)), hn::LoadU(dh, q0));
-    return hn::Xor(v, hn::Set(du8, 0x80));  // code + 128: int8 to unsigned
+    *codes = hn::Xor(v, hn::Set(du8, 0x80));         // code + 128: int8 to unsigned
+    *scales = PairScales(hn::LoadU(du8, u), 0, 17);  // 64 of the unit's 68 bytes
   }
 };
 
 struct Int8TraitsQ4_0 {
   static constexpr size_t kUnitValues = 64, kUnitBytes = 2 * sizeof(BlockQ4_0), kUnitPairs = 1;
-  static HWY_INLINE void RowScales(const uint8_t* HWY_RESTRICT row, size_t units, float* s16,
-                                   float* c16) {
-    static_assert(offsetof(BlockQ4_0, d) == 0, "BlockScales32 reads d at the block start");
-    BlockScales32<sizeof(BlockQ4_0)>(row, 2 * units, 8.0f, s16, c16);
-  }
-  // Block bytes i hold values i (low nibble) and i + 16 (high): 128-bit lanes [lo0 hi0 lo1 hi1].
-  static HWY_INLINE hn::Vec<DU8> Codes(const uint8_t* HWY_RESTRICT u, size_t /*j*/) {
+  static constexpr int kCodeOffset = 8;
+  static constexpr bool kFloatOffsets = false;
+  using State = NoState;
+  static HWY_INLINE State Load(const uint8_t*) { return {}; }
+  // Both blocks in one masked load (36 bytes; the mask keeps the read inside the row). Block
+  // bytes i hold values i (low nibble) and i + 16 (high): VPERMB spreads each block's 16 bytes
+  // over two 128-bit lanes, which then keep the low or the high nibble: [lo0 hi0 lo1 hi1].
+  static HWY_INLINE void Pair(const uint8_t* HWY_RESTRICT u, State, size_t, hn::Vec<DU8>* codes,
+                              hn::Vec<DF16>* scales) {
+    static_assert(offsetof(BlockQ4_0, d) == 0 && sizeof(BlockQ4_0) == 18, "scale words 0, 9");
     const DU8 du8;
-    const uint8_t* q0 = u + offsetof(BlockQ4_0, qs);
-    const auto both = hn::ConcatUpperLower(du8, hn::LoadDup128(du8, q0 + sizeof(BlockQ4_0)),
-                                           hn::LoadDup128(du8, q0));
-    return hn::OddEvenBlocks(hn::ShiftRight<4>(both), hn::And(both, hn::Set(du8, 0x0F)));
+    const auto v = hn::MaskedLoad(hn::FirstN(du8, kUnitBytes), du8, u);
+    alignas(64) static constexpr uint8_t kSpread[64] = {
+        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 2,  3,  4,  5,  6,  7,
+        8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+        32, 33, 34, 35, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
+    const hn::Vec<DU8> both{_mm512_permutexvar_epi8(hn::Load(du8, kSpread).raw, v.raw)};
+    *codes = hn::OddEvenBlocks(hn::ShiftRight<4>(both), hn::And(both, hn::Set(du8, 0x0F)));
+    *scales = PairScales(v, 0, 9);
   }
 };
 
 struct Int8TraitsQ4_K {
   static constexpr size_t kUnitValues = kQK_K, kUnitBytes = sizeof(BlockQ4_K), kUnitPairs = 4;
+  static constexpr int kCodeOffset = 0;
+  static constexpr bool kFloatOffsets = true;
+  struct State {
+    hn::Vec<DF16> v;  // [d * sc_0..7 | dmin * m_0..7]
+  };
   // The 6-bit sc and m of the 8 sub-blocks unpacked with 32-bit masks (ggml's utmp trick, the
-  // same values as GetScaleMinK4) into bytes sc0..sc7 m0..m7, then widened and scaled as one
-  // vector: [d * sc_j | dmin * m_j].
-  static HWY_INLINE void RowScales(const uint8_t* HWY_RESTRICT row, size_t units, float* s16,
-                                   float* c16) {
+  // same values as GetScaleMinK4) into bytes sc0..sc7 m0..m7, then widened and scaled at once.
+  static HWY_INLINE State Load(const uint8_t* HWY_RESTRICT u) {
     const DF16 df;
-    const DI32 di;
-    const hn::Full128<uint8_t> d8;
-    const auto low = hn::SetTableIndices(df, kDupLow), high = hn::SetTableIndices(df, kDupHigh);
-    const auto first8 = hn::FirstN(df, 8);
     constexpr uint32_t kMask6 = 0x3f3f3f3f, kMask4 = 0x0f0f0f0f, kMask2 = 0x03030303;
-    for (size_t i = 0; i < units; ++i) {
-      const uint8_t* u = row + i * sizeof(BlockQ4_K);
-      uint32_t w[4];
-      std::memcpy(w, u + offsetof(BlockQ4_K, scales), kKScaleBytes);
-      w[3] = ((w[2] >> 4) & kMask4) | (((w[1] >> 6) & kMask2) << 4);
-      const uint32_t m_low = w[1] & kMask6;
-      w[1] = (w[2] & kMask4) | (((w[0] >> 6) & kMask2) << 4);
-      w[2] = m_low;
-      w[0] &= kMask6;
-      const auto scale =
-          hn::IfThenElse(first8, hn::Set(df, LoadF16Scale(u + offsetof(BlockQ4_K, d))),
-                         hn::Set(df, LoadF16Scale(u + offsetof(BlockQ4_K, dmin))));
-      const auto codes = hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const uint8_t*>(w)));
-      const auto v = hn::Mul(scale, hn::ConvertTo(df, codes));
-      hn::StoreU(hn::TableLookupLanes(v, low), df, s16 + 16 * i);
-      hn::StoreU(hn::TableLookupLanes(v, high), df, c16 + 16 * i);
-    }
+    uint32_t w[4];
+    std::memcpy(w, u + offsetof(BlockQ4_K, scales), kKScaleBytes);
+    w[3] = ((w[2] >> 4) & kMask4) | (((w[1] >> 6) & kMask2) << 4);
+    const uint32_t m_low = w[1] & kMask6;
+    w[1] = (w[2] & kMask4) | (((w[0] >> 6) & kMask2) << 4);
+    w[2] = m_low;
+    w[0] &= kMask6;
+    const auto scale =
+        hn::IfThenElse(hn::FirstN(df, 8), hn::Set(df, LoadF16Scale(u + offsetof(BlockQ4_K, d))),
+                       hn::Set(df, LoadF16Scale(u + offsetof(BlockQ4_K, dmin))));
+    const auto codes =
+        hn::PromoteTo(DI32(), hn::LoadU(hn::Full128<uint8_t>(), reinterpret_cast<uint8_t*>(w)));
+    return {hn::Mul(scale, hn::ConvertTo(df, codes))};
   }
   // Pair j: 32 bytes whose low nibbles are values 64j..64j+31 and high nibbles the next 32.
-  static HWY_INLINE hn::Vec<DU8> Codes(const uint8_t* HWY_RESTRICT u, size_t j) {
-    const DU8 du8;
+  static HWY_INLINE void Pair(const uint8_t* HWY_RESTRICT u, const State& st, size_t j,
+                              hn::Vec<DU8>* codes, hn::Vec<DF16>* scales) {
+    const DF16 df;
     const DU8H dh;
+    alignas(64) static constexpr int32_t kLanes[4][16] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+        {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+        {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
     const auto q = hn::LoadU(dh, u + offsetof(BlockQ4_K, qs) + 32 * j);
-    return hn::Combine(du8, hn::ShiftRight<4>(q), hn::And(q, hn::Set(dh, 0x0F)));
+    *codes = hn::Combine(DU8(), hn::ShiftRight<4>(q), hn::And(q, hn::Set(dh, 0x0F)));
+    *scales = hn::TableLookupLanes(st.v, hn::SetTableIndices(df, kLanes[j]));
   }
+  static HWY_INLINE hn::Vec<DF16> Offsets(const State& st) { return st.v; }
 };
 
 struct Int8TraitsQ6_K {
   static constexpr size_t kUnitValues = kQK_K, kUnitBytes = sizeof(BlockQ6_K), kUnitPairs = 4;
-  static HWY_INLINE void RowScales(const uint8_t* HWY_RESTRICT row, size_t units, float* s16,
-                                   float* c16) {
+  static constexpr int kCodeOffset = 32;
+  static constexpr bool kFloatOffsets = false;
+  struct State {
+    hn::Vec<DF16> s;  // d * scales[0..15], one per 16 values
+  };
+  static HWY_INLINE State Load(const uint8_t* HWY_RESTRICT u) {
     const DF16 df;
-    const DI32 di;
-    const hn::Full128<int8_t> d8;
-    for (size_t i = 0; i < units; ++i) {
-      const uint8_t* u = row + i * sizeof(BlockQ6_K);
-      const auto sc = hn::PromoteTo(
-          di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(u + offsetof(BlockQ6_K, scales))));
-      const auto s =
-          hn::Mul(hn::Set(df, LoadF16Scale(u + offsetof(BlockQ6_K, d))), hn::ConvertTo(df, sc));
-      hn::StoreU(s, df, s16 + 16 * i);
-      hn::StoreU(hn::Mul(s, hn::Set(df, 32.0f)), df, c16 + 16 * i);
-    }
+    const auto sc = hn::PromoteTo(
+        DI32(), hn::LoadU(hn::Full128<int8_t>(),
+                          reinterpret_cast<const int8_t*>(u + offsetof(BlockQ6_K, scales))));
+    return {hn::Mul(hn::Set(df, LoadF16Scale(u + offsetof(BlockQ6_K, d))), hn::ConvertTo(df, sc))};
   }
-  // Pair j covers values 64j..64j+63: half h = j / 2 of the block, quarter pair k = j % 2 (layout
-  // in WeightTraitsQ6_K::DecodeBlock). Codes are the unsigned 6-bit q; the -32 is in c16.
-  static HWY_INLINE hn::Vec<DU8> Codes(const uint8_t* HWY_RESTRICT u, size_t j) {
+  // Pair j covers values 64j..64j+63: half h = j / 2 of the block, quarter pair j % 2 (layout
+  // in WeightTraitsQ6_K::DecodeBlock). Codes are the unsigned 6-bit q.
+  static HWY_INLINE void Pair(const uint8_t* HWY_RESTRICT u, const State& st, size_t j,
+                              hn::Vec<DU8>* codes, hn::Vec<DF16>* scales) {
+    const DF16 df;
     const DU8 du8;
     const DU8H dh;
+    alignas(64) static constexpr int32_t kLanes[4][16] = {
+        {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+        {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+        {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+        {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
     const size_t h = j / 2;
     const auto a = hn::LoadU(dh, u + offsetof(BlockQ6_K, ql) + 64 * h);
     const auto b = hn::LoadU(dh, u + offsetof(BlockQ6_K, ql) + 64 * h + 32);
     const auto hb = hn::LoadU(dh, u + offsetof(BlockQ6_K, qh) + 32 * h);
     const auto low = hn::Set(dh, 0x0F), top = hn::Set(dh, 0x30);
     if (j % 2 == 0) {
-      return hn::Combine(du8, hn::Or(hn::And(b, low), hn::And(hn::ShiftLeft<2>(hb), top)),
-                         hn::Or(hn::And(a, low), hn::And(hn::ShiftLeft<4>(hb), top)));
+      *codes = hn::Combine(du8, hn::Or(hn::And(b, low), hn::And(hn::ShiftLeft<2>(hb), top)),
+                           hn::Or(hn::And(a, low), hn::And(hn::ShiftLeft<4>(hb), top)));
+    } else {
+      *codes = hn::Combine(du8, hn::Or(hn::ShiftRight<4>(b), hn::And(hn::ShiftRight<2>(hb), top)),
+                           hn::Or(hn::ShiftRight<4>(a), hn::And(hb, top)));
     }
-    return hn::Combine(du8, hn::Or(hn::ShiftRight<4>(b), hn::And(hn::ShiftRight<2>(hb), top)),
-                       hn::Or(hn::ShiftRight<4>(a), hn::And(hb, top)));
+    *scales = hn::TableLookupLanes(st.s, hn::SetTableIndices(df, kLanes[j]));
   }
 };
 
@@ -298,22 +299,17 @@ struct Int8TraitsQ6_K {
 constexpr size_t kInt8Rows = 4;
 constexpr size_t kInt8Tokens = 4;
 
-// out[r][t] = dot(row r, token t0 + t) for kR rows (codes at rows[r], scales at s16[r], offsets
-// at c16[r]) and kT tokens.
-// kPremultiplied (one token only): s16 already holds s * d of the token, which saves the
-// activation-scale lookup and multiply per pair in decode. The product is the same f32
-// multiplication either way, so results are bit-identical.
-template <class Traits, size_t kR, size_t kT, bool kPremultiplied = false>
-HWY_INLINE void Int8Tile(const uint8_t* const* rows, const float* const* s16,
-                         const float* const* c16, const Int8Rows& x, size_t t0, size_t units,
-                         float* out, size_t out_stride, const uint8_t* next = nullptr,
-                         size_t next_unit_bytes = 0) {
+// out[t * out_stride + r] = dot(row r, token t0 + t) for kR rows starting at `rows` (row_bytes
+// apart) and kT tokens. If `next` is set, it is prefetched spread over the units, next_unit_bytes
+// per unit (decode streams weights from DRAM once).
+template <class Traits, size_t kR, size_t kT>
+HWY_INLINE void Int8Tile(const uint8_t* HWY_RESTRICT rows, size_t row_bytes, const Int8Rows& x,
+                         size_t t0, size_t units, float* HWY_RESTRICT out, size_t out_stride,
+                         const uint8_t* next = nullptr, size_t next_unit_bytes = 0) {
   const DF16 df;
-  alignas(64) static constexpr int32_t kPerGroup16[16] = {0, 0, 0, 0, 1, 1, 1, 1,
-                                                          2, 2, 2, 2, 3, 3, 3, 3};
+  const DI32 di;
   alignas(64) static constexpr int32_t kPerBlock32[16] = {0, 0, 0, 0, 0, 0, 0, 0,
                                                           1, 1, 1, 1, 1, 1, 1, 1};
-  const auto by_group = hn::SetTableIndices(df, kPerGroup16);
   const auto by_block = hn::SetTableIndices(df, kPerBlock32);
   hn::Vec<DF16> acc[kR][kT];
   for (size_t r = 0; r < kR; ++r) {
@@ -321,168 +317,111 @@ HWY_INLINE void Int8Tile(const uint8_t* const* rows, const float* const* s16,
   }
   const int8_t* xq = x.q.data() + t0 * x.cols;
   const float* xd = x.d.data() + t0 * x.d_stride;
+  const int32_t* xstart = x.start.data() + t0 * x.cols / 4;
   for (size_t u = 0; u < units; ++u) {
     if (next != nullptr) {
-      for (size_t b = 0; b < next_unit_bytes; b += 64)
+      for (size_t b = 0; b < next_unit_bytes; b += 64) {
         hwy::Prefetch(next + u * next_unit_bytes + b);
+      }
     }
+    typename Traits::State st[kR];
+    for (size_t r = 0; r < kR; ++r)
+      st[r] = Traits::Load(rows + r * row_bytes + u * Traits::kUnitBytes);
     for (size_t j = 0; j < Traits::kUnitPairs; ++j) {
       const size_t p = u * Traits::kUnitPairs + j;  // pair index in the row
       hn::Vec<DU8> w[kR];
       hn::Vec<DF16> ws[kR];
       for (size_t r = 0; r < kR; ++r) {
-        w[r] = Traits::Codes(rows[r] + u * Traits::kUnitBytes, j);
-        ws[r] = hn::TableLookupLanes(hn::LoadU(df, s16[r] + 4 * p), by_group);
+        Traits::Pair(rows + r * row_bytes + u * Traits::kUnitBytes, st[r], j, &w[r], &ws[r]);
       }
       for (size_t t = 0; t < kT; ++t) {
         const auto q = hn::LoadU(DI8(), xq + t * x.cols + 64 * p);
-        if constexpr (kPremultiplied) {
-          static_assert(kT == 1, "scales premultiplied for one token");
-          for (size_t r = 0; r < kR; ++r) {
-            acc[r][t] = hn::MulAdd(hn::ConvertTo(df, DotBytes(w[r], q)), ws[r], acc[r][t]);
-          }
-          continue;
-        }
         const auto xs = hn::TableLookupLanes(hn::LoadU(df, xd + t * x.d_stride + 2 * p), by_block);
         for (size_t r = 0; r < kR; ++r) {
+          const auto init = Traits::kCodeOffset != 0
+                                ? hn::LoadU(di, xstart + t * x.cols / 4 + 16 * p)
+                                : hn::Zero(di);
           acc[r][t] =
-              hn::MulAdd(hn::ConvertTo(df, DotBytes(w[r], q)), hn::Mul(ws[r], xs), acc[r][t]);
+              hn::MulAdd(hn::ConvertTo(df, DotBytes(init, w[r], q)), hn::Mul(ws[r], xs), acc[r][t]);
+        }
+      }
+    }
+    if constexpr (Traits::kFloatOffsets) {
+      for (size_t t = 0; t < kT; ++t) {
+        const auto ks = hn::LoadU(df, x.ksum.data() + (t0 + t) * x.cols / 16 + 16 * u);
+        for (size_t r = 0; r < kR; ++r) {
+          acc[r][t] = hn::NegMulAdd(Traits::Offsets(st[r]), ks, acc[r][t]);
         }
       }
     }
   }
-  const float* xsum = x.sum16.data() + t0 * x.s_stride;
   for (size_t r = 0; r < kR; ++r) {
     for (size_t t = 0; t < kT; ++t) {
-      auto offset = hn::Zero(df);
-      for (size_t g = 0; g + 16 <= x.s_stride - 16; g += 16) {
-        offset =
-            hn::MulAdd(hn::LoadU(df, c16[r] + g), hn::LoadU(df, xsum + t * x.s_stride + g), offset);
-      }
-      out[t * out_stride + r] =
-          hn::GetLane(hn::SumOfLanes(df, acc[r][t])) - hn::GetLane(hn::SumOfLanes(df, offset));
+      out[t * out_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
     }
   }
 }
 
-// Rows [r0, r1) of y for tokens [t0, t0 + kT), kInt8Rows at a time. s16/c16: the rows' scales
-// and offsets from RowScales, x.s_stride floats per row, starting at row r0.
+// Rows [r0, r1) of y for tokens [t0, t0 + kT), kInt8Rows at a time.
 template <class Traits, size_t kT>
 HWY_INLINE void Int8TokenTile(const WeightMatrix& w, const Int8Rows& x, size_t t0, size_t r0,
-                              size_t r1, const float* s16, const float* c16, float* y) {
+                              size_t r1, float* y) {
   const size_t row_bytes = RowBytes(w.type, w.cols), units = w.cols / Traits::kUnitValues;
   float* out = y + t0 * w.rows;
   size_t r = r0;
   for (; r + kInt8Rows <= r1; r += kInt8Rows) {
-    const uint8_t* rows[kInt8Rows];
-    const float* s[kInt8Rows];
-    const float* c[kInt8Rows];
-    for (size_t i = 0; i < kInt8Rows; ++i) {
-      rows[i] = w.data + (r + i) * row_bytes;
-      s[i] = s16 + (r + i - r0) * x.s_stride;
-      c[i] = c16 + (r + i - r0) * x.s_stride;
-    }
-    Int8Tile<Traits, kInt8Rows, kT>(rows, s, c, x, t0, units, out + r, w.rows);
+    Int8Tile<Traits, kInt8Rows, kT>(w.data + r * row_bytes, row_bytes, x, t0, units, out + r,
+                                    w.rows);
   }
   for (; r < r1; ++r) {
-    const uint8_t* row = w.data + r * row_bytes;
-    const float* s = s16 + (r - r0) * x.s_stride;
-    const float* c = c16 + (r - r0) * x.s_stride;
-    Int8Tile<Traits, 1, kT>(&row, &s, &c, x, t0, units, out + r, w.rows);
+    Int8Tile<Traits, 1, kT>(w.data + r * row_bytes, row_bytes, x, t0, units, out + r, w.rows);
   }
 }
 
-// s16[g] *= d of token 0's block g / 2, for g < cols / 16 (16 groups at a time; the row's
-// padding absorbs the overrun).
-HWY_INLINE void PremultiplyScales(const Int8Rows& x, float* HWY_RESTRICT s16) {
-  const DF16 df;
-  const auto low = hn::SetTableIndices(df, kDupLow);
-  for (size_t g = 0; g < x.cols / 16; g += 16) {
-    const auto d = hn::TableLookupLanes(hn::LoadU(df, x.d.data() + g / 2), low);
-    hn::StoreU(hn::Mul(hn::LoadU(df, s16 + g), d), df, s16 + g);
-  }
-}
-
-// Rows [r0, r1) of y for one token (decode): the weights stream from DRAM once, so rows go 4 at
-// a time straight from memory, with each tile's scales decoded just before its dot products,
-// while the following tile is prefetched a tile ahead: the 4 rows of the next tile spread over
-// this tile's units, about 9 KB (Q8_0, 2048 columns) or 0.4 us ahead at 20 GB/s, which covers
-// DRAM latency. A separate scale pass over an L2-sized block of rows streamed at a third of
-// this speed (gathers and short scalar loops wait on DRAM with little memory parallelism).
+// Rows [r0, r1) of y for one token (decode): the weights stream from DRAM once, 4 rows at a
+// time, while the next 4 rows are prefetched spread over this tile's units: about 9 KB (Q8_0,
+// 2048 columns) or 0.4 us ahead at 20 GB/s, which covers DRAM latency.
 template <class Traits>
 HWY_NOINLINE void Int8MatVecRows(const WeightMatrix& w, const Int8Rows& x, float* HWY_RESTRICT y,
                                  size_t r0, size_t r1) {
   const size_t row_bytes = RowBytes(w.type, w.cols), units = w.cols / Traits::kUnitValues;
-  thread_local std::vector<float> scratch;  // [kInt8Rows][s_stride] scales, then offsets
-  const size_t need = 2 * kInt8Rows * x.s_stride;
-  if (scratch.size() < need) scratch.resize(need);
-  float* s16 = scratch.data();
-  float* c16 = s16 + kInt8Rows * x.s_stride;
   // Bytes of the next tile to prefetch per unit of this one, rounded up to cache lines.
   const size_t next_unit_bytes = (kInt8Rows * row_bytes / units + 63) / 64 * 64;
-  for (size_t r = r0; r < r1;) {
-    const size_t tile = r + kInt8Rows <= r1 ? kInt8Rows : 1;
-    const uint8_t* rows[kInt8Rows];
-    const float* s[kInt8Rows];
-    const float* c[kInt8Rows];
-    for (size_t i = 0; i < tile; ++i) {
-      rows[i] = w.data + (r + i) * row_bytes;
-      float* si = s16 + i * x.s_stride;
-      float* ci = c16 + i * x.s_stride;
-      Traits::RowScales(rows[i], units, si, ci);
-      std::fill(ci + w.cols / 16, ci + x.s_stride, 0.0f);  // read by the offset dot
-      PremultiplyScales(x, si);
-      s[i] = si;
-      c[i] = ci;
-    }
-    if (tile == kInt8Rows) {
-      const uint8_t* next = r + 2 * kInt8Rows <= r1 ? rows[0] + kInt8Rows * row_bytes : nullptr;
-      Int8Tile<Traits, kInt8Rows, 1, true>(rows, s, c, x, 0, units, y + r, w.rows, next,
-                                           next_unit_bytes);
-    } else {
-      Int8Tile<Traits, 1, 1, true>(rows, s, c, x, 0, units, y + r, w.rows);
-    }
-    r += tile;
+  size_t r = r0;
+  for (; r + kInt8Rows <= r1; r += kInt8Rows) {
+    const uint8_t* rows = w.data + r * row_bytes;
+    const uint8_t* next = r + 2 * kInt8Rows <= r1 ? rows + kInt8Rows * row_bytes : nullptr;
+    Int8Tile<Traits, kInt8Rows, 1>(rows, row_bytes, x, 0, units, y + r, w.rows, next,
+                                   next_unit_bytes);
   }
+  for (; r < r1; ++r)
+    Int8Tile<Traits, 1, 1>(w.data + r * row_bytes, row_bytes, x, 0, units, y + r, w.rows);
 }
 
 // All tokens for rows [r0, r1) of y, in blocks of rows that stay in L2 across the token tiles.
-// Each block's scales and offsets are decoded once into per-thread scratch.
 template <class Traits>
 HWY_NOINLINE void Int8MatMulRows(const WeightMatrix& w, const Int8Rows& x, size_t n,
                                  float* HWY_RESTRICT y, size_t r0, size_t r1,
                                  size_t weight_block_bytes) {
   if (n == 1) return Int8MatVecRows<Traits>(w, x, y, r0, r1);
-  const size_t row_bytes = RowBytes(w.type, w.cols), units = w.cols / Traits::kUnitValues;
+  const size_t row_bytes = RowBytes(w.type, w.cols);
   size_t block_rows = std::max<size_t>(kInt8Rows, weight_block_bytes / row_bytes);
   block_rows = block_rows / kInt8Rows * kInt8Rows;
-  // [block_rows][s_stride] scales, then as many offsets. Per thread, grown once.
-  thread_local std::vector<float> scratch;
-  const size_t need = 2 * block_rows * x.s_stride;
-  if (scratch.size() < need) scratch.resize(need);
-  float* s16 = scratch.data();
-  float* c16 = s16 + block_rows * x.s_stride;
   for (size_t rb = r0; rb < r1; rb += block_rows) {
     const size_t re = std::min(r1, rb + block_rows);
-    for (size_t r = rb; r < re; ++r) {
-      float* s = s16 + (r - rb) * x.s_stride;
-      float* c = c16 + (r - rb) * x.s_stride;
-      Traits::RowScales(w.data + r * row_bytes, units, s, c);
-      std::fill(c + w.cols / 16, c + x.s_stride, 0.0f);  // read by the offset dot
-    }
     size_t t = 0;
     for (; t + kInt8Tokens <= n; t += kInt8Tokens) {
-      Int8TokenTile<Traits, kInt8Tokens>(w, x, t, rb, re, s16, c16, y);
+      Int8TokenTile<Traits, kInt8Tokens>(w, x, t, rb, re, y);
     }
     switch (n - t) {
       case 3:
-        Int8TokenTile<Traits, 3>(w, x, t, rb, re, s16, c16, y);
+        Int8TokenTile<Traits, 3>(w, x, t, rb, re, y);
         break;
       case 2:
-        Int8TokenTile<Traits, 2>(w, x, t, rb, re, s16, c16, y);
+        Int8TokenTile<Traits, 2>(w, x, t, rb, re, y);
         break;
       case 1:
-        Int8TokenTile<Traits, 1>(w, x, t, rb, re, s16, c16, y);
+        Int8TokenTile<Traits, 1>(w, x, t, rb, re, y);
         break;
       default:
         break;
@@ -490,18 +429,24 @@ HWY_NOINLINE void Int8MatMulRows(const WeightMatrix& w, const Int8Rows& x, size_
   }
 }
 
-// Calls fn(Int8Traits()) for `type`. REQUIRES: UsesInt8Path(type, cols).
+// Quantizes x for w's type and calls fn(Int8Traits()). REQUIRES: UsesInt8Path(w.type, w.cols).
 template <class Fn>
-HWY_INLINE void WithInt8Traits(WeightType type, const Fn& fn) {
-  switch (type) {
+HWY_INLINE void WithInt8Traits(const WeightMatrix& w, const float* x, size_t n, Int8Rows* xq,
+                               const Fn& fn) {
+  auto run = [&](auto traits) HWY_ATTR {
+    using Traits = decltype(traits);
+    QuantizeInt8Rows(x, n, w.cols, Traits::kCodeOffset, Traits::kFloatOffsets, xq);
+    fn(traits);
+  };
+  switch (w.type) {
     case WeightType::kQ8_0:
-      return fn(Int8TraitsQ8_0());
+      return run(Int8TraitsQ8_0());
     case WeightType::kQ4_0:
-      return fn(Int8TraitsQ4_0());
+      return run(Int8TraitsQ4_0());
     case WeightType::kQ4_K:
-      return fn(Int8TraitsQ4_K());
+      return run(Int8TraitsQ4_K());
     case WeightType::kQ6_K:
-      return fn(Int8TraitsQ6_K());
+      return run(Int8TraitsQ6_K());
     default:
       return;
   }
