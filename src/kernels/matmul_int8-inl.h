@@ -45,10 +45,17 @@ constexpr bool kHaveInt8Dot = true;
 constexpr bool kHaveInt8Dot = false;
 #endif
 
+// Narrower matrices keep the f32 path. Their products take microseconds either way, and with
+// f32 activations a quantized model's error is all in its weights, which the small synthetic
+// test models (width 256 and 768) check against their dequantized F32 twins to 1e-4
+// (synthetic_model_test); int8 activations add about 1/254 relative per matrix. Real models are
+// 2048 (TinyLlama) to 8192 wide.
+constexpr size_t kInt8MinCols = 1024;
+
 // True if this target multiplies `type` with int8 activations (see the header comment).
 // Q8_0/Q4_0 rows are walked in pairs of blocks, so their width must be a multiple of 64.
 HWY_INLINE bool UsesInt8Path(WeightType type, size_t cols) {
-  if (!kHaveInt8Dot || cols == 0) return false;
+  if (!kHaveInt8Dot || cols < kInt8MinCols) return false;
   switch (type) {
     case WeightType::kQ8_0:
     case WeightType::kQ4_0:

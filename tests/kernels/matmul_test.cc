@@ -95,12 +95,13 @@ std::vector<size_t> ColsFor(WeightType type) {
     case WeightType::kF16:
     case WeightType::kBF16:
       return {1, 8, 13, 32, 64, 172, 256, 512, 768};
+    // 1024 and wider also take the int8 path where the CPU has it (MatMulQuantizesActivations).
     case WeightType::kQ8_0:
     case WeightType::kQ4_0:
-      return {32, 64, 256, 512, 768};
+      return {32, 64, 256, 512, 768, 1024, 1088};
     case WeightType::kQ4_K:
     case WeightType::kQ6_K:
-      return {256, 512, 768};
+      return {256, 512, 768, 1024, 1280};
   }
   return {};
 }
@@ -176,21 +177,35 @@ TEST_P(MatMulTest, DequantizeRowIsBitExact) {
 
 // Activations with a huge range and cancelling signs: the tolerance is relative to
 // sum|w_i x_i|, not to the (near zero) result.
+// 1024 columns: the int8 path on CPUs that have it, checked against its own reference.
 TEST_P(MatMulTest, CancellingSums) {
-  const size_t cols = 512, rows = 16;
-  const TestMatrix m = MakeMatrix(type(), rows, cols, 5);
-  std::vector<float> x = testing::RandomFloats(cols, 6, -1.0f, 1.0f);
-  for (size_t i = 0; i < cols; i += 7) x[i] *= 1e4f;
-  std::vector<float> y(rows);
-  MatVec(m.view, x.data(), y.data(), nullptr);
-  for (size_t r = 0; r < rows; ++r) {
-    if (MatMulQuantizesActivations(type(), cols)) {
-      ExpectMatchesReference(m, r, x.data(), y[r]);
-      continue;
+  for (const size_t cols : {size_t{512}, size_t{1024}}) {
+    const size_t rows = 16;
+    const TestMatrix m = MakeMatrix(type(), rows, cols, 5);
+    std::vector<float> x = testing::RandomFloats(cols, 6, -1.0f, 1.0f);
+    for (size_t i = 0; i < cols; i += 7) x[i] *= 1e4f;
+    std::vector<float> y(rows);
+    MatVec(m.view, x.data(), y.data(), nullptr);
+    for (size_t r = 0; r < rows; ++r) {
+      if (MatMulQuantizesActivations(type(), cols)) {
+        ExpectMatchesReference(m, r, x.data(), y[r]);
+        continue;
+      }
+      const double ref =
+          DotRef(type(), m.bytes.data() + r * RowBytes(type(), cols), x.data(), cols);
+      EXPECT_LE(std::fabs(y[r] - ref), DotTolerance(&m.decoded[r * cols], x.data(), cols))
+          << "cols " << cols << " row " << r;
     }
-    const double ref = DotRef(type(), m.bytes.data() + r * RowBytes(type(), cols), x.data(), cols);
-    EXPECT_LE(std::fabs(y[r] - ref), DotTolerance(&m.decoded[r * cols], x.data(), cols)) << r;
   }
+}
+
+// The int8 path really runs where it exists, so the checks above cover it there.
+TEST_P(MatMulTest, QuantizedTypesUseInt8PathOnVnniTargets) {
+  const bool quantized = type() == WeightType::kQ8_0 || type() == WeightType::kQ4_0 ||
+                         type() == WeightType::kQ4_K || type() == WeightType::kQ6_K;
+  const bool vnni = std::get<0>(GetParam()) == HWY_AVX3_DL;
+  EXPECT_EQ(MatMulQuantizesActivations(type(), 1024), quantized && vnni);
+  EXPECT_FALSE(MatMulQuantizesActivations(type(), 768));  // narrow matrices stay f32
 }
 
 std::string ParamName(const ::testing::TestParamInfo<std::tuple<int64_t, WeightType>>& info) {
