@@ -162,6 +162,19 @@ HWY_INLINE hn::Vec<DF16> PairScales(hn::Vec<DU8> v, int word0, int word1) {
   return hn::Vec<DF16>{_mm512_cvtph_ps(_mm512_castsi512_si256(words))};
 }
 
+// Per byte, the low nibble, or the high one in the selected 128-bit (Q4_0) or 256-bit (Q4_K)
+// blocks: VPMULTISHIFTQB (VBMI) takes each output byte from any bit offset of its qword, so a
+// shift, a mask and a blend become one shift-select and one mask.
+HWY_INLINE hn::Vec<DU8> LowOrHighNibbles(__m512i bytes, bool high_in_odd_blocks) {
+  // Bit offsets 0, 8, .., 56 select byte j of the qword; + 4 its high nibble.
+  constexpr int64_t kLow = 0x3830282018100800, kHigh = 0x3c342c241c140c04;
+  const __m512i offsets =
+      high_in_odd_blocks ? _mm512_set_epi64(kHigh, kHigh, kLow, kLow, kHigh, kHigh, kLow, kLow)
+                         : _mm512_set_epi64(kHigh, kHigh, kHigh, kHigh, kLow, kLow, kLow, kLow);
+  const hn::Vec<DU8> picked{_mm512_multishift_epi64_epi8(offsets, bytes)};
+  return hn::And(picked, hn::Set(DU8(), 0x0F));
+}
+
 // ---- Int8 traits: one per storage type ----
 //
 // Each provides kUnitValues / kUnitBytes (one block, or two for the 32-value types so that a
@@ -209,8 +222,8 @@ struct Int8TraitsQ4_0 {
         2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 2,  3,  4,  5,  6,  7,
         8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
         32, 33, 34, 35, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
-    const hn::Vec<DU8> both{_mm512_permutexvar_epi8(hn::Load(du8, kSpread).raw, v.raw)};
-    *codes = hn::OddEvenBlocks(hn::ShiftRight<4>(both), hn::And(both, hn::Set(du8, 0x0F)));
+    const __m512i both = _mm512_permutexvar_epi8(hn::Load(du8, kSpread).raw, v.raw);
+    *codes = LowOrHighNibbles(both, /*high_in_odd_blocks=*/true);
     *scales = PairScales(v, 0, 9);
   }
 };
@@ -245,14 +258,14 @@ struct Int8TraitsQ4_K {
   static HWY_INLINE void Pair(const uint8_t* HWY_RESTRICT u, const State& st, size_t j,
                               hn::Vec<DU8>* codes, hn::Vec<DF16>* scales) {
     const DF16 df;
-    const DU8H dh;
     alignas(64) static constexpr int32_t kLanes[4][16] = {
         {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
         {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
         {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
         {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
-    const auto q = hn::LoadU(dh, u + offsetof(BlockQ4_K, qs) + 32 * j);
-    *codes = hn::Combine(DU8(), hn::ShiftRight<4>(q), hn::And(q, hn::Set(dh, 0x0F)));
+    const __m512i q = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + offsetof(BlockQ4_K, qs) + 32 * j)));
+    *codes = LowOrHighNibbles(q, /*high_in_odd_blocks=*/false);
     *scales = hn::TableLookupLanes(st.v, hn::SetTableIndices(df, kLanes[j]));
   }
   static HWY_INLINE hn::Vec<DF16> Offsets(const State& st) { return st.v; }
