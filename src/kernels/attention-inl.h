@@ -72,20 +72,20 @@ HWY_INLINE hn::Vec<DF> DecodeRun(DF df, KvLevel level, const uint8_t* HWY_RESTRI
                     hn::Set(df, minv));
 }
 
-HWY_INLINE QuantParams ParamsAt(const uint8_t* p, size_t index) {
-  QuantParams q;
-  std::memcpy(&q, p + index * sizeof(QuantParams), sizeof(q));
-  return q;
-}
-
-// Scale and min of the int levels as floats (unused for f16).
-struct RunParams {
-  float scale = 0.0f, minv = 0.0f;
-};
-HWY_INLINE RunParams DecodeParams(KvLevel level, const uint8_t* p, size_t index) {
-  if (level == KvLevel::kF16) return {};
-  const QuantParams q = ParamsAt(p, index);
-  return {F16ToF32(q.scale), F16ToF32(q.min)};
+// Widens `n` f16 values (QuantParams fields: scale, min, scale, min, ...) at p to floats, with
+// the target's conversion: one instruction per vector where the scalar F16ToF32 branches per value.
+HWY_INLINE void DecodeParamsF32(const uint8_t* HWY_RESTRICT p, size_t n, float* HWY_RESTRICT out) {
+  const hn::CappedTag<float, 16> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(p);
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, out + i);
+  for (; i < n; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, p + 2 * i, 2);
+    out[i] = F16ToF32(bits);
+  }
 }
 
 // scores[r][start + t] = scale * q_r . k_t for kR query heads of the group (q: their rows),
@@ -95,7 +95,7 @@ HWY_INLINE RunParams DecodeParams(KvLevel level, const uint8_t* p, size_t index)
 template <size_t kR, class DF>
 HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t t0,
                             size_t valid, const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
-                            size_t score_stride) {
+                            size_t score_stride, const float* HWY_RESTRICT kparams) {
   const KvLayout& L = *a.layout;
   const size_t N = hn::Lanes(df), T = L.chunk_tokens, D = L.head_dim;
   const size_t run_bytes = T * static_cast<size_t>(KvLevelBits(c.level)) / 8;
@@ -104,8 +104,8 @@ HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, 
   for (size_t r = 0; r < kR; ++r) acc[r] = hn::Zero(df);
   for (size_t d = 0; d < D; ++d) {
     const size_t channel = a.kv_head * D + d;
-    const RunParams p = DecodeParams(c.level, c.slice, channel);
-    const auto k = DecodeRun(df, c.level, kvals + channel * run_bytes, t0, p.scale, p.minv);
+    const auto k =
+        DecodeRun(df, c.level, kvals + channel * run_bytes, t0, kparams[2 * d], kparams[2 * d + 1]);
     for (size_t r = 0; r < kR; ++r) acc[r] = hn::MulAdd(hn::Set(df, q[r * D + d]), k, acc[r]);
   }
   const size_t n = std::min(N, valid - t0);
@@ -127,18 +127,17 @@ HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, 
 template <size_t kR, class DF>
 HWY_INLINE void ValuesBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t d0,
                             size_t valid, const float* HWY_RESTRICT probs, size_t prob_stride,
-                            float* HWY_RESTRICT out) {
+                            float* HWY_RESTRICT out, const float* HWY_RESTRICT vparams) {
   const KvLayout& L = *a.layout;
   const size_t D = L.head_dim, W = L.width(), group = L.v_group(), groups = W / group;
   const size_t bits = static_cast<size_t>(KvLevelBits(c.level));
-  const uint8_t* vparams = c.slice + L.VParamsOffset(c.level);
   const uint8_t* vvals = c.slice + L.VValuesOffset(c.level);
   const size_t ch = a.kv_head * D + d0;  // Lanes(df) divides the group, so one group's params
   hn::Vec<DF> acc[kR];
   for (size_t r = 0; r < kR; ++r) acc[r] = hn::LoadU(df, out + r * D + d0);
   for (size_t t = 0; t < valid; ++t) {
-    const RunParams p = DecodeParams(c.level, vparams, t * groups + ch / group);
-    const auto v = DecodeRun(df, c.level, vvals + t * W * bits / 8, ch, p.scale, p.minv);
+    const float* p = vparams + 2 * (t * groups + ch / group);
+    const auto v = DecodeRun(df, c.level, vvals + t * W * bits / 8, ch, p[0], p[1]);
     const float* pt = probs + c.start_pos + t;
     for (size_t r = 0; r < kR; ++r)
       acc[r] = hn::MulAdd(hn::Set(df, pt[r * prob_stride]), v, acc[r]);
@@ -160,12 +159,15 @@ HWY_INLINE void ForHeadGroups(size_t n_rep, const Fn& fn) {
 template <class DF>
 HWY_INLINE void ChunkScores(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t valid,
                             const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
-                            size_t score_stride) {
+                            size_t score_stride, float* HWY_RESTRICT kparams) {
   const size_t D = a.layout->head_dim;
+  if (c.level != KvLevel::kF16) {  // the head's channels' (scale, min), widened once per chunk
+    DecodeParamsF32(c.slice + a.kv_head * D * sizeof(QuantParams), 2 * D, kparams);
+  }
   for (size_t t0 = 0; t0 < valid; t0 += hn::Lanes(df)) {
     ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
       ScoresBlock<decltype(kR)::value>(df, a, c, t0, valid, q + r * D, scores + r * score_stride,
-                                       score_stride);
+                                       score_stride, kparams);
     });
   }
 }
@@ -173,12 +175,17 @@ HWY_INLINE void ChunkScores(DF df, const AttentionArgs& a, const KvChunkRef& c, 
 template <class DF>
 HWY_INLINE void ChunkValues(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t valid,
                             const float* HWY_RESTRICT probs, size_t prob_stride,
-                            float* HWY_RESTRICT out) {
-  const size_t D = a.layout->head_dim;
+                            float* HWY_RESTRICT out, float* HWY_RESTRICT vparams) {
+  const KvLayout& L = *a.layout;
+  const size_t D = L.head_dim;
+  if (c.level != KvLevel::kF16) {  // every (scale, min) of the chunk's values, widened once
+    DecodeParamsF32(c.slice + L.VParamsOffset(c.level), 2 * valid * (L.width() / L.v_group()),
+                    vparams);
+  }
   for (size_t d0 = 0; d0 < D; d0 += hn::Lanes(df)) {
     ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
       ValuesBlock<decltype(kR)::value>(df, a, c, d0, valid, probs + r * prob_stride, prob_stride,
-                                       out + r * D);
+                                       out + r * D, vparams);
     });
   }
 }
@@ -189,11 +196,12 @@ HWY_INLINE void AttendGroupT(DF df, const AttentionArgs& a, std::span<const KvCh
                              float* HWY_RESTRICT scratch, float* HWY_RESTRICT probs) {
   const KvLayout& L = *a.layout;
   const size_t n_pos = a.pos + 1, D = L.head_dim;
-  float* scores = scratch;  // [n_rep][n_pos]
+  float* scores = scratch;                   // [n_rep][n_pos]
+  float* params = scores + a.n_rep * n_pos;  // a chunk's widened K or V params
   for (const KvChunkRef& c : chunks) {
     if (c.start_pos > a.pos) break;
     const size_t valid = std::min(c.valid_tokens, n_pos - c.start_pos);
-    ChunkScores(df, a, c, valid, q, scores, n_pos);
+    ChunkScores(df, a, c, valid, q, scores, n_pos, params);
   }
   for (size_t r = 0; r < a.n_rep; ++r) {
     SoftmaxImpl(scores + r * n_pos, n_pos);
@@ -205,7 +213,7 @@ HWY_INLINE void AttendGroupT(DF df, const AttentionArgs& a, std::span<const KvCh
   for (const KvChunkRef& c : chunks) {
     if (c.start_pos > a.pos) break;
     const size_t valid = std::min(c.valid_tokens, n_pos - c.start_pos);
-    ChunkValues(df, a, c, valid, scores, n_pos, out);
+    ChunkValues(df, a, c, valid, scores, n_pos, out, params);
   }
 }
 
