@@ -39,10 +39,17 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_AVX3_DL
-// Highway 1.0.3 enables AVX3_DL only on CPUs with AVX512-VNNI (Ice Lake, Zen 4 and later).
 constexpr bool kHaveInt8Dot = true;
+// AVX3_DL is Ice Lake's feature set, which includes AVX512-VNNI and VBMI, but Highway 1.0.3's
+// target string does not name VNNI, so the CPU is asked once rather than trusted.
+HWY_INLINE bool CpuHasInt8Dot() {
+  static const bool has =
+      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+  return has;
+}
 #else
 constexpr bool kHaveInt8Dot = false;
+HWY_INLINE bool CpuHasInt8Dot() { return false; }
 #endif
 
 // Narrower matrices keep the f32 path. Their products take microseconds either way, and with
@@ -55,7 +62,7 @@ constexpr size_t kInt8MinCols = 1024;
 // True if this target multiplies `type` with int8 activations (see the header comment).
 // Q8_0/Q4_0 rows are walked in pairs of blocks, so their width must be a multiple of 64.
 HWY_INLINE bool UsesInt8Path(WeightType type, size_t cols) {
-  if (!kHaveInt8Dot || cols < kInt8MinCols) return false;
+  if (!kHaveInt8Dot || cols < kInt8MinCols || !CpuHasInt8Dot()) return false;
   switch (type) {
     case WeightType::kQ8_0:
     case WeightType::kQ4_0:
@@ -77,7 +84,8 @@ HWY_INLINE float LoadF16Scale(const uint8_t* HWY_RESTRICT p) {
 }
 
 // n rows of activations quantized per 32 values: x[t][i] ~= d[t][i / 32] * q[t][i], plus the
-// per-type offset terms. Grown, never shrunk: a caller that keeps one allocates only when warm.
+// per-type offset terms. Grown, never shrunk: a caller that keeps one stops allocating once it
+// has seen its largest batch.
 struct Int8Rows {
   size_t cols = 0;
   size_t d_stride = 0;         // floats per row of d: cols / 32, + 16 so 16-lane loads stay inside
