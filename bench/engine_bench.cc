@@ -63,7 +63,7 @@ std::vector<int32_t> PromptTokens(size_t n, size_t vocab) {
 }
 
 struct Measured {
-  double prefill_tok_s, decode_tok_s, attention_share;
+  double prefill_tok_s, decode_tok_s, attention_share, attention_ms;
 };
 
 StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size_t context,
@@ -90,9 +90,10 @@ StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size
     LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
   }
   const double decode = Seconds(start);
-  return Measured{static_cast<double>(o.prefill_tokens) / prefill,
-                  static_cast<double>(o.decode_tokens) / decode,
-                  engine->counters().attention_seconds / decode};
+  return Measured{
+      static_cast<double>(o.prefill_tokens) / prefill,
+      static_cast<double>(o.decode_tokens) / decode, engine->counters().attention_seconds / decode,
+      engine->counters().attention_seconds * 1e3 / static_cast<double>(o.decode_tokens)};
 }
 
 }  // namespace
@@ -134,8 +135,8 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
       models.emplace_back(path, type);
     }
   }
-  std::printf("%-28s %-5s %3s %5s %12s %11s %10s %8s %7s\n", "model", "type", "thr", "ctx",
-              "prefill t/s", "decode t/s", "GB/s", "of max", "attn");
+  std::printf("%-28s %-5s %3s %5s %12s %11s %10s %8s %7s %11s\n", "model", "type", "thr", "ctx",
+              "prefill t/s", "decode t/s", "GB/s", "of max", "attn", "attn ms/tok");
   std::vector<EngineBenchRow> rows;
   for (const auto& [path, type] : models) {
     LLMS_ASSIGN_OR_RETURN(auto model, LlamaModel::Load(Env::Default(), path));
@@ -144,12 +145,13 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
       eo.threads = o.threads[ti];
       LLMS_ASSIGN_OR_RETURN(auto engine, Engine::Create(model.get(), eo));
       for (size_t context : o.contexts) {
-        std::vector<double> prefill, decode, share;
+        std::vector<double> prefill, decode, share, attention_ms;
         for (int r = 0; r < (o.quick ? 1 : o.repetitions); ++r) {
           LLMS_ASSIGN_OR_RETURN(Measured m, MeasureOnce(engine.get(), o, context, *kv));
           prefill.push_back(m.prefill_tok_s);
           decode.push_back(m.decode_tok_s);
           share.push_back(m.attention_share);
+          attention_ms.push_back(m.attention_ms);
         }
         EngineBenchRow row;
         row.model = std::filesystem::path(path).filename().string();
@@ -166,9 +168,11 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
             (static_cast<double>(model->WeightBytes()) + kv_bytes) * row.decode_tok_s / 1e9;
         row.bandwidth_fraction = row.decode_gb_s / bandwidth[ti];
         row.attention_share = Median(share);
-        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%%\n", row.model.c_str(),
-                    row.type.c_str(), row.threads, row.context, row.prefill_tok_s, row.decode_tok_s,
-                    row.decode_gb_s, 100 * row.bandwidth_fraction, 100 * row.attention_share);
+        row.attention_ms = Median(attention_ms);
+        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%% %11.3f\n",
+                    row.model.c_str(), row.type.c_str(), row.threads, row.context,
+                    row.prefill_tok_s, row.decode_tok_s, row.decode_gb_s,
+                    100 * row.bandwidth_fraction, 100 * row.attention_share, row.attention_ms);
         std::fflush(stdout);
         rows.push_back(row);
       }

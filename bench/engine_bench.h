@@ -35,6 +35,7 @@ struct EngineBenchRow {
   double decode_gb_s = 0;         // weight + KV bytes read per decode step x steps/s
   double bandwidth_fraction = 0;  // decode_gb_s / measured read bandwidth at this thread count
   double attention_share = 0;     // fraction of decode time spent in attention
+  double attention_ms = 0;        // attention time per decoded token, milliseconds
 };
 
 // Runs the benchmark, printing progress to stderr and the table to stdout.

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/attention.h"
 #include "kernels/float16.h"
@@ -20,108 +22,216 @@ namespace llms {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Eight floats at most per vector: chunk sizes and head sizes are multiples of 8, so every row
-// is a whole number of vectors on every target.
-using DF8 = hn::CappedTag<float, 8>;
-
-// Decodes `n` values of a run starting at value `first` into floats.
-HWY_INLINE void DecodeRunF32(KvLevel level, const uint8_t* run, size_t first, size_t n,
-                             QuantParams params, float* HWY_RESTRICT out) {
-  if (level == KvLevel::kF16) {
-    const DF8 df;
-    const hn::Rebind<hwy::float16_t, DF8> dh;
-    const auto* h = reinterpret_cast<const hwy::float16_t*>(run) + first;
-    for (size_t i = 0; i < n; i += hn::Lanes(df)) {
-      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, out + i);
+// Values of a packed run (f16 or intN, layout in kv_format.h) from index `first`, one vector's
+// worth, as floats: scale * q + min for the int levels (FMA; the reference rounds twice, which
+// differs by an ulp at most). REQUIRES: first is a multiple of Lanes(df) (so with 4 lanes or
+// more, intN values start at a byte boundary) and the run holds first + Lanes(df) values.
+template <class DF>
+HWY_INLINE hn::Vec<DF> DecodeRun(DF df, KvLevel level, const uint8_t* HWY_RESTRICT run,
+                                 size_t first, float scale, float minv) {
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<uint8_t, DF> d8;
+  hn::Vec<decltype(d8)> codes;
+  if (level != KvLevel::kF16 && hn::Lanes(df) < 4) {
+    // The scalar target: one value per vector, which may start mid-byte.
+    const auto code = static_cast<float>(UnpackValue(run, first, KvLevelBits(level)));
+    return hn::MulAdd(hn::Set(df, scale), hn::Set(df, code), hn::Set(df, minv));
+  }
+  switch (level) {
+    case KvLevel::kF16: {
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(run) + first));
     }
-    return;
+    case KvLevel::kInt8:
+      codes = hn::LoadU(d8, run + first);
+      break;
+    case KvLevel::kInt4: {
+      // Each byte's two values (low nibble first) moved into the two bytes of a u16 lane.
+      const hn::Half<DF> dhalf;
+      const hn::Rebind<uint16_t, decltype(dhalf)> d16;
+      const auto w =
+          hn::PromoteTo(d16, hn::LoadU(hn::Rebind<uint8_t, decltype(dhalf)>(), run + first / 2));
+      codes = hn::BitCast(
+          d8, hn::Or(hn::And(w, hn::Set(d16, 0x0F)), hn::ShiftLeft<8>(hn::ShiftRight<4>(w))));
+      break;
+    }
+    case KvLevel::kInt2: {
+      // Each byte's four values (low bits first) moved into the four bytes of a u32 lane.
+      const hn::Half<hn::Half<DF>> dq;
+      const hn::Rebind<uint32_t, decltype(dq)> d32;
+      const auto w =
+          hn::PromoteTo(d32, hn::LoadU(hn::Rebind<uint8_t, decltype(dq)>(), run + first / 4));
+      const auto m = hn::Set(d32, 3);
+      codes = hn::BitCast(
+          d8, hn::Or(hn::Or(hn::And(w, m), hn::ShiftLeft<8>(hn::And(hn::ShiftRight<2>(w), m))),
+                     hn::Or(hn::ShiftLeft<16>(hn::And(hn::ShiftRight<4>(w), m)),
+                            hn::ShiftLeft<24>(hn::ShiftRight<6>(w)))));
+      break;
+    }
   }
-  const int bits = KvLevelBits(level);
-  const float scale = F16ToF32(params.scale), minv = F16ToF32(params.min);
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = scale * static_cast<float>(UnpackValue(run, first + i, bits)) + minv;
+  return hn::MulAdd(hn::Set(df, scale), hn::ConvertTo(df, hn::PromoteTo(di, codes)),
+                    hn::Set(df, minv));
+}
+
+// Widens `n` f16 values (QuantParams fields: scale, min, scale, min, ...) at p to floats, with
+// the target's conversion: one instruction per vector where the scalar F16ToF32 branches per value.
+HWY_INLINE void DecodeParamsF32(const uint8_t* HWY_RESTRICT p, size_t n, float* HWY_RESTRICT out) {
+  const hn::CappedTag<float, 16> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(p);
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, h + i)), df, out + i);
+  for (; i < n; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, p + 2 * i, 2);
+    out[i] = F16ToF32(bits);
   }
 }
 
-HWY_INLINE QuantParams ParamsAt(const uint8_t* p, size_t index) {
-  QuantParams q;
-  std::memcpy(&q, p + index * sizeof(QuantParams), sizeof(q));
-  return q;
-}
-
-// scores[r][start + t] = scale * q_r . k_t for the chunk's first `valid` tokens.
-HWY_INLINE void ChunkScores(const AttentionArgs& a, const KvChunkRef& c, size_t valid,
-                            const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
-                            size_t score_stride, float* HWY_RESTRICT krow,
-                            float* HWY_RESTRICT acc) {
+// scores[r][start + t] = scale * q_r . k_t for kR query heads of the group (q: their rows),
+// tokens [t0, t0 + Lanes) of the chunk, clipped to `valid`. One vector of tokens per
+// accumulator: each decoded key vector (one channel, Lanes tokens) serves all kR heads, so the
+// decode is paid once per n_rep FMAs.
+template <size_t kR, class DF>
+HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t t0,
+                            size_t valid, const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
+                            size_t score_stride, const float* HWY_RESTRICT kparams) {
   const KvLayout& L = *a.layout;
-  const DF8 df;
   const size_t N = hn::Lanes(df), T = L.chunk_tokens, D = L.head_dim;
   const size_t run_bytes = T * static_cast<size_t>(KvLevelBits(c.level)) / 8;
   const uint8_t* kvals = c.slice + L.KValuesOffset(c.level);
-  std::fill(acc, acc + a.n_rep * T, 0.0f);
+  hn::Vec<DF> acc[kR];
+  for (size_t r = 0; r < kR; ++r) acc[r] = hn::Zero(df);
   for (size_t d = 0; d < D; ++d) {
     const size_t channel = a.kv_head * D + d;
-    const QuantParams p = c.level == KvLevel::kF16 ? QuantParams{} : ParamsAt(c.slice, channel);
-    DecodeRunF32(c.level, kvals + channel * run_bytes, 0, T, p, krow);
-    for (size_t r = 0; r < a.n_rep; ++r) {
-      const auto qd = hn::Set(df, q[r * D + d]);
-      for (size_t t = 0; t < T; t += N) {
-        float* dst = acc + r * T + t;
-        hn::StoreU(hn::MulAdd(qd, hn::LoadU(df, krow + t), hn::LoadU(df, dst)), df, dst);
-      }
-    }
+    const auto k =
+        DecodeRun(df, c.level, kvals + channel * run_bytes, t0, kparams[2 * d], kparams[2 * d + 1]);
+    for (size_t r = 0; r < kR; ++r) acc[r] = hn::MulAdd(hn::Set(df, q[r * D + d]), k, acc[r]);
   }
-  for (size_t r = 0; r < a.n_rep; ++r) {
-    for (size_t t = 0; t < valid; ++t)
-      scores[r * score_stride + c.start_pos + t] = acc[r * T + t] * a.scale;
+  const size_t n = std::min(N, valid - t0);
+  HWY_ALIGN float block[16];  // N <= 16
+  for (size_t r = 0; r < kR; ++r) {
+    float* dst = scores + r * score_stride + c.start_pos + t0;
+    const auto v = hn::Mul(acc[r], hn::Set(df, a.scale));
+    if (n == N) {
+      hn::StoreU(v, df, dst);
+    } else {
+      hn::Store(v, df, block);
+      std::copy(block, block + n, dst);
+    }
   }
 }
 
-// out[r] += sum_t p[r][start + t] * v_t over the chunk's first `valid` tokens.
-HWY_INLINE void ChunkValues(const AttentionArgs& a, const KvChunkRef& c, size_t valid,
-                            const float* HWY_RESTRICT probs, size_t prob_stride,
-                            float* HWY_RESTRICT out, float* HWY_RESTRICT vrow) {
+// out[r][d0, d0 + Lanes) += sum_t p[r][start + t] * v_t over the chunk's first `valid` tokens,
+// for kR heads. Each decoded value vector serves all kR heads.
+template <size_t kR, class DF>
+HWY_INLINE void ValuesBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t d0,
+                            size_t valid, const float* HWY_RESTRICT probs, size_t prob_stride,
+                            float* HWY_RESTRICT out, const float* HWY_RESTRICT vparams) {
   const KvLayout& L = *a.layout;
-  const DF8 df;
-  const size_t N = hn::Lanes(df), D = L.head_dim, W = L.width();
-  const size_t group = L.v_group(), groups = W / group;
+  const size_t D = L.head_dim, W = L.width(), group = L.v_group(), groups = W / group;
   const size_t bits = static_cast<size_t>(KvLevelBits(c.level));
-  const uint8_t* vparams = c.slice + L.VParamsOffset(c.level);
   const uint8_t* vvals = c.slice + L.VValuesOffset(c.level);
-  const size_t first = a.kv_head * D;
-  // A head's values span whole groups or lie inside one (both are multiples of 8).
-  const size_t piece = std::min(group, D);
+  const size_t ch = a.kv_head * D + d0;  // Lanes(df) divides the group, so one group's params
+  hn::Vec<DF> acc[kR];
+  for (size_t r = 0; r < kR; ++r) acc[r] = hn::LoadU(df, out + r * D + d0);
   for (size_t t = 0; t < valid; ++t) {
-    const uint8_t* row = vvals + t * W * bits / 8;
-    for (size_t off = 0; off < D; off += piece) {
-      const size_t ch = first + off;
-      const QuantParams p =
-          c.level == KvLevel::kF16 ? QuantParams{} : ParamsAt(vparams, t * groups + ch / group);
-      DecodeRunF32(c.level, row, ch, piece, p, vrow + off);
-    }
-    for (size_t r = 0; r < a.n_rep; ++r) {
-      const auto pv = hn::Set(df, probs[r * prob_stride + c.start_pos + t]);
-      float* o = out + r * D;
-      for (size_t d = 0; d < D; d += N) {
-        hn::StoreU(hn::MulAdd(pv, hn::LoadU(df, vrow + d), hn::LoadU(df, o + d)), df, o + d);
-      }
-    }
+    const float* p = vparams + 2 * (t * groups + ch / group);
+    const auto v = DecodeRun(df, c.level, vvals + t * W * bits / 8, ch, p[0], p[1]);
+    const float* pt = probs + c.start_pos + t;
+    for (size_t r = 0; r < kR; ++r)
+      acc[r] = hn::MulAdd(hn::Set(df, pt[r * prob_stride]), v, acc[r]);
+  }
+  for (size_t r = 0; r < kR; ++r) hn::StoreU(acc[r], df, out + r * D + d0);
+}
+
+// Calls fn(kR constant, first head) over the n_rep heads in groups of 8, 4, 2 and 1: 8
+// accumulators and their decoded vector fit 16 registers.
+template <class Fn>
+HWY_INLINE void ForHeadGroups(size_t n_rep, const Fn& fn) {
+  size_t r = 0;
+  for (; r + 8 <= n_rep; r += 8) fn(std::integral_constant<size_t, 8>(), r);
+  if (r + 4 <= n_rep) fn(std::integral_constant<size_t, 4>(), r), r += 4;
+  if (r + 2 <= n_rep) fn(std::integral_constant<size_t, 2>(), r), r += 2;
+  if (r < n_rep) fn(std::integral_constant<size_t, 1>(), r);
+}
+
+template <class DF>
+HWY_INLINE void ChunkScores(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t valid,
+                            const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
+                            size_t score_stride, float* HWY_RESTRICT kparams) {
+  const size_t D = a.layout->head_dim;
+  if (c.level != KvLevel::kF16) {  // the head's channels' (scale, min), widened once per chunk
+    DecodeParamsF32(c.slice + a.kv_head * D * sizeof(QuantParams), 2 * D, kparams);
+  }
+  for (size_t t0 = 0; t0 < valid; t0 += hn::Lanes(df)) {
+    ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
+      ScoresBlock<decltype(kR)::value>(df, a, c, t0, valid, q + r * D, scores + r * score_stride,
+                                       score_stride, kparams);
+    });
   }
 }
 
-HWY_NOINLINE void AttendGroupImpl(const AttentionArgs& a, std::span<const KvChunkRef> chunks,
-                                  const float* HWY_RESTRICT q, float* HWY_RESTRICT out,
-                                  float* HWY_RESTRICT scratch, float* HWY_RESTRICT probs) {
+template <class DF>
+HWY_INLINE void ChunkValues(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t valid,
+                            const float* HWY_RESTRICT probs, size_t prob_stride,
+                            float* HWY_RESTRICT out, float* HWY_RESTRICT vparams) {
   const KvLayout& L = *a.layout;
-  const size_t n_pos = a.pos + 1, T = L.chunk_tokens, D = L.head_dim;
-  float* scores = scratch;                // [n_rep][n_pos]
-  float* acc = scores + a.n_rep * n_pos;  // [n_rep][T]
-  float* row = acc + a.n_rep * T;         // [max(T, D)]
-  for (const KvChunkRef& c : chunks) {
-    if (c.start_pos > a.pos) break;
+  const size_t D = L.head_dim;
+  if (c.level != KvLevel::kF16) {  // every (scale, min) of the chunk's values, widened once
+    DecodeParamsF32(c.slice + L.VParamsOffset(c.level), 2 * valid * (L.width() / L.v_group()),
+                    vparams);
+  }
+  for (size_t d0 = 0; d0 < D; d0 += hn::Lanes(df)) {
+    ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
+      ValuesBlock<decltype(kR)::value>(df, a, c, d0, valid, probs + r * prob_stride, prob_stride,
+                                       out + r * D, vparams);
+    });
+  }
+}
+
+// Prefetches the bytes of chunk c that one head's attention reads: its K channels (and their
+// params) or its V rows (and params). Chunks are separate allocations, so the hardware
+// prefetchers lose the stream at every chunk boundary; a 16-token f16 chunk is 2 KB of K per
+// head, read in about a third of a microsecond, which is DRAM latency. Measured at a 2048-token
+// context this left f16 attention at a few GB/s, bound by latency, not bandwidth.
+HWY_INLINE void PrefetchChunk(const AttentionArgs& a, const KvChunkRef& c, bool keys) {
+  const KvLayout& L = *a.layout;
+  const size_t D = L.head_dim, bits = static_cast<size_t>(KvLevelBits(c.level));
+  const bool quantized = c.level != KvLevel::kF16;
+  if (keys) {
+    const size_t run_bytes = L.chunk_tokens * bits / 8;
+    const uint8_t* k = c.slice + L.KValuesOffset(c.level) + a.kv_head * D * run_bytes;
+    for (size_t b = 0; b < D * run_bytes; b += 64) hwy::Prefetch(k + b);
+    if (quantized) hwy::Prefetch(c.slice + a.kv_head * D * sizeof(QuantParams));
+    return;
+  }
+  const size_t row_bytes = L.width() * bits / 8, head_bytes = D * bits / 8;
+  const uint8_t* v = c.slice + L.VValuesOffset(c.level) + a.kv_head * head_bytes;
+  for (size_t t = 0; t < c.valid_tokens; ++t) {
+    for (size_t b = 0; b < head_bytes; b += 64) hwy::Prefetch(v + t * row_bytes + b);
+  }
+  if (quantized) {
+    const size_t params_bytes = L.VParamsBytes(c.level);
+    const uint8_t* p = c.slice + L.VParamsOffset(c.level);
+    for (size_t b = 0; b < params_bytes; b += 64) hwy::Prefetch(p + b);
+  }
+}
+
+template <class DF>
+HWY_INLINE void AttendGroupT(DF df, const AttentionArgs& a, std::span<const KvChunkRef> chunks,
+                             const float* HWY_RESTRICT q, float* HWY_RESTRICT out,
+                             float* HWY_RESTRICT scratch, float* HWY_RESTRICT probs) {
+  const KvLayout& L = *a.layout;
+  const size_t n_pos = a.pos + 1, D = L.head_dim;
+  float* scores = scratch;                   // [n_rep][n_pos]
+  float* params = scores + a.n_rep * n_pos;  // a chunk's widened K or V params
+  for (size_t i = 0; i < chunks.size() && chunks[i].start_pos <= a.pos; ++i) {
+    const KvChunkRef& c = chunks[i];
+    if (i + 1 < chunks.size()) PrefetchChunk(a, chunks[i + 1], /*keys=*/true);
     const size_t valid = std::min(c.valid_tokens, n_pos - c.start_pos);
-    ChunkScores(a, c, valid, q, scores, n_pos, row, acc);
+    ChunkScores(df, a, c, valid, q, scores, n_pos, params);
   }
   for (size_t r = 0; r < a.n_rep; ++r) {
     SoftmaxImpl(scores + r * n_pos, n_pos);
@@ -130,13 +240,29 @@ HWY_NOINLINE void AttendGroupImpl(const AttentionArgs& a, std::span<const KvChun
     }
   }
   std::fill(out, out + a.n_rep * D, 0.0f);
-  for (const KvChunkRef& c : chunks) {
-    if (c.start_pos > a.pos) break;
+  for (size_t i = 0; i < chunks.size() && chunks[i].start_pos <= a.pos; ++i) {
+    const KvChunkRef& c = chunks[i];
+    if (i + 1 < chunks.size()) PrefetchChunk(a, chunks[i + 1], /*keys=*/false);
     const size_t valid = std::min(c.valid_tokens, n_pos - c.start_pos);
-    ChunkValues(a, c, valid, scores, n_pos, out, row);
+    ChunkValues(df, a, c, valid, scores, n_pos, out, params);
   }
 }
 
+HWY_NOINLINE void AttendGroupImpl(const AttentionArgs& a, std::span<const KvChunkRef> chunks,
+                                  const float* HWY_RESTRICT q, float* HWY_RESTRICT out,
+                                  float* HWY_RESTRICT scratch, float* HWY_RESTRICT probs) {
+  // A vector holds tokens (keys) or channels (values), so its lanes must divide both the chunk
+  // size and the head size: 16 lanes (AVX-512) when both are multiples of 16, else 8 at most
+  // (both are multiples of 8 by KvLayout::Validate).
+  const KvLayout& L = *a.layout;
+  if (L.chunk_tokens % 16 == 0 && L.head_dim % 16 == 0) {
+    AttendGroupT(hn::CappedTag<float, 16>(), a, chunks, q, out, scratch, probs);
+  } else {
+    AttendGroupT(hn::CappedTag<float, 8>(), a, chunks, q, out, scratch, probs);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace llms
 HWY_AFTER_NAMESPACE();

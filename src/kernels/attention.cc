@@ -18,8 +18,10 @@ namespace llms {
 HWY_EXPORT(AttendGroupImpl);
 
 size_t AttentionScratchFloats(const KvLayout& layout, size_t n_rep, size_t pos) {
-  return n_rep * (pos + 1) + n_rep * layout.chunk_tokens +
-         std::max(layout.chunk_tokens, layout.head_dim);
+  // Scores of every position, then one chunk's widened quantization params: its K params for
+  // one head's channels or all its V params.
+  return n_rep * (pos + 1) +
+         2 * std::max(layout.head_dim, layout.chunk_tokens * (layout.width() / layout.v_group()));
 }
 
 void AttendGroup(const AttentionArgs& args, std::span<const KvChunkRef> chunks, const float* q,

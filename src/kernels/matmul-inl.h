@@ -16,6 +16,7 @@
 #include "hwy/highway.h"
 #include "kernels/float16.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8-inl.h"
 #include "kernels/weight_types.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -27,14 +28,6 @@ namespace hn = hwy::HWY_NAMESPACE;
 // vector of decoded weights needs one scale on every target (AVX-512 has exactly 16 lanes).
 using WeightDF = hn::CappedTag<float, 16>;
 using WeightVF = hn::Vec<WeightDF>;
-
-// Decodes the f16 block scale at `p` (any alignment) with the target's f16 conversion, which is
-// one instruction (F16C) on AVX2 and up instead of the branchy scalar F16ToF32; both are exact.
-HWY_INLINE float LoadF16Scale(const uint8_t* HWY_RESTRICT p) {
-  const hn::CappedTag<float, 1> d1;
-  const hn::Rebind<hwy::float16_t, decltype(d1)> dh1;
-  return hn::GetLane(hn::PromoteTo(d1, hn::LoadU(dh1, reinterpret_cast<const hwy::float16_t*>(p))));
-}
 
 // ---- Traits: one per storage type ----
 //
@@ -400,12 +393,32 @@ HWY_NOINLINE void MatMulRows(const WeightMatrix& w, const float* HWY_RESTRICT x,
 HWY_NOINLINE void MatMulImpl(const WeightMatrix& w, const float* HWY_RESTRICT x, size_t n,
                              float* HWY_RESTRICT y, ThreadPool* pool) {
   LLMS_DCHECK(w.cols == 0 || RowBytes(w.type, w.cols) != 0);
+#if HWY_TARGET == HWY_AVX3_DL
+  if (UsesInt8Path(w.type, w.cols)) {
+    // The calling thread's quantized activations; workers read them while it waits in the
+    // pool, so one buffer per calling thread suffices and is reused across calls. Lambdas do
+    // not capture a thread_local (a worker would see its own, empty one), hence `xq`.
+    thread_local Int8Rows calling_thread_rows;
+    WithInt8Traits(w, x, n, &calling_thread_rows, [&](auto traits) HWY_ATTR {
+      using Traits = decltype(traits);
+      const Int8Rows& xq = calling_thread_rows;
+      ForRowRanges(w, n, pool, [&](size_t begin, size_t end) HWY_ATTR {
+        Int8MatMulRows<Traits>(w, xq, n, y, begin, end, kWeightBlockBytes);
+      });
+    });
+    return;
+  }
+#endif
   WithWeightTraits(w.type, [&](auto traits) HWY_ATTR {
     using Traits = decltype(traits);
     ForRowRanges(w, n, pool, [&](size_t begin, size_t end) HWY_ATTR {
       MatMulRows<Traits>(w, x, n, y, begin, end);
     });
   });
+}
+
+HWY_NOINLINE bool QuantizesActivationsImpl(WeightType type, size_t cols) {
+  return UsesInt8Path(type, cols);
 }
 
 HWY_NOINLINE void MatVecImpl(const WeightMatrix& w, const float* HWY_RESTRICT x,

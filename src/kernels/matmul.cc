@@ -12,6 +12,7 @@ namespace llms {
 HWY_EXPORT(MatVecImpl);
 HWY_EXPORT(MatMulImpl);
 HWY_EXPORT(DequantizeRowImpl);
+HWY_EXPORT(QuantizesActivationsImpl);
 
 void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatVecImpl)(w, x, y, pool);
@@ -19,6 +20,10 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool) {
 
 void MatMul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatMulImpl)(w, x, n, y, pool);
+}
+
+bool MatMulQuantizesActivations(WeightType type, size_t cols) {
+  return HWY_DYNAMIC_DISPATCH(QuantizesActivationsImpl)(type, cols);
 }
 
 void DequantizeRow(const WeightMatrix& w, size_t row, float* out) {

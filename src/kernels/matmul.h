@@ -1,10 +1,13 @@
 // Weight-matrix kernels: matrix-vector and matrix-matrix products with weights kept in their
-// storage type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K), decoded to f32 in registers and
-// multiplied with f32 activations. Dispatches once per call to the best SIMD target.
+// storage type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K). Dispatches once per call to the best
+// SIMD target. On CPUs with AVX-512 VNNI the quantized types take an int8 path: activations are
+// quantized to int8 per 32 values (like ggml's Q8_0 activations) and multiplied with the weights'
+// integer codes by byte dot products (matmul_int8-inl.h); elsewhere weights are decoded to f32
+// in registers and multiplied with f32 activations.
 //
 // Goals: bit-exact decoding of ggml's block layouts; results that do not depend on the thread
-// count or on how many tokens are batched (each output is one fixed sequence of f32 operations).
-// Non-goals (for now): int8 activations (VNNI dot products), output tiling across columns.
+// count or on how many tokens are batched (each output is one fixed sequence of operations).
+// Non-goals (for now): the int8 path on AVX2/NEON, repacking weights into a tile-friendly layout.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +28,10 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
 // computes for X[t], bit for bit.
 // REQUIRES: as MatVec; x holds n*cols floats, y n*rows floats.
 void MatMul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool* pool);
+
+// True if MatVec/MatMul of a `type` matrix with `cols` columns quantize the activations to int8
+// on this CPU (then results match DotInt8Ref in weight_ref.h, not DotRef).
+bool MatMulQuantizesActivations(WeightType type, size_t cols);
 
 // Dequantize row `row` of w into out (cols floats) — used for embedding lookup. Bit-identical to
 // DequantizeRowRef (weight_ref.h), hence to ggml's dequantize_row_*.

@@ -64,8 +64,17 @@ HWY_INLINE void RMSNormImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRI
 HWY_INLINE void SoftmaxImpl(float* HWY_RESTRICT x, size_t n) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
+  // The maximum in vectors: the scalar loop was one dependent compare per value, 1.6 ms per
+  // decode step at a 2048-token context (8 x 2048 scores per KV head and layer). A maximum does
+  // not depend on the order, so the result is the same.
   float maxv = x[0];
-  for (size_t i = 1; i < n; ++i) maxv = x[i] > maxv ? x[i] : maxv;
+  size_t j = 0;
+  if (n >= N) {
+    auto m = hn::LoadU(d, x);
+    for (j = N; j + N <= n; j += N) m = hn::Max(m, hn::LoadU(d, x + j));
+    maxv = hn::GetLane(hn::MaxOfLanes(d, m));
+  }
+  for (; j < n; ++j) maxv = x[j] > maxv ? x[j] : maxv;
   const auto vmax = hn::Set(d, maxv);
   auto acc = hn::Zero(d);
   size_t i = 0;

@@ -239,7 +239,104 @@ void QuantizeK(const float* x, uint8_t* row, size_t n) {
   return n == 0 || RowBytes(type, n) != 0;
 }
 
+// Writes the codes u and per-16-value scales s and offsets c of the int8 path (value = s*u - c).
+void DecomposeRow(WeightType type, const uint8_t* row, size_t n, int* u, float* s, float* c) {
+  switch (type) {
+    case WeightType::kQ8_0:
+      for (size_t i = 0; i < n / kQK8_0; ++i) {
+        const BlockQ8_0 b = ReadBlock<BlockQ8_0>(row, i);
+        for (int j = 0; j < kQK8_0; ++j) u[i * kQK8_0 + j] = b.qs[j] + 128;
+        s[2 * i] = s[2 * i + 1] = F16ToF32(b.d);
+        c[2 * i] = c[2 * i + 1] = 128.0f * F16ToF32(b.d);
+      }
+      return;
+    case WeightType::kQ4_0:
+      for (size_t i = 0; i < n / kQK8_0; ++i) {
+        const BlockQ4_0 b = ReadBlock<BlockQ4_0>(row, i);
+        for (int j = 0; j < kQK8_0 / 2; ++j) {
+          u[i * kQK8_0 + j] = b.qs[j] & 0x0F;
+          u[i * kQK8_0 + j + kQK8_0 / 2] = b.qs[j] >> 4;
+        }
+        s[2 * i] = s[2 * i + 1] = F16ToF32(b.d);
+        c[2 * i] = c[2 * i + 1] = 8.0f * F16ToF32(b.d);
+      }
+      return;
+    case WeightType::kQ4_K:
+      for (size_t i = 0; i < n / kQK_K; ++i) {
+        const BlockQ4_K b = ReadBlock<BlockQ4_K>(row, i);
+        for (int j = 0; j < 8; ++j) {
+          uint8_t sc, m;
+          GetScaleMinK4(j, b.scales, &sc, &m);
+          const size_t g = i * 16 + 2 * j;
+          s[g] = s[g + 1] = F16ToF32(b.d) * sc;
+          c[g] = c[g + 1] = F16ToF32(b.dmin) * m;
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t q = b.qs[32 * (j / 2) + l];
+            u[i * kQK_K + 32 * j + l] = j % 2 == 0 ? q & 0x0F : q >> 4;
+          }
+        }
+      }
+      return;
+    case WeightType::kQ6_K:
+      for (size_t i = 0; i < n / kQK_K; ++i) {
+        const BlockQ6_K b = ReadBlock<BlockQ6_K>(row, i);
+        for (int j = 0; j < 16; ++j) {
+          s[i * 16 + j] = F16ToF32(b.d) * b.scales[j];
+          c[i * 16 + j] = 32.0f * s[i * 16 + j];
+        }
+        for (int half = 0; half < 2; ++half) {
+          const uint8_t* ql = b.ql + 64 * half;
+          const uint8_t* qh = b.qh + 32 * half;
+          int* y = u + i * kQK_K + 128 * half;
+          for (int l = 0; l < 32; ++l) {
+            y[l + 0] = (ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+            y[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            y[l + 64] = (ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            y[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+          }
+        }
+      }
+      return;
+    default:
+      LLMS_DCHECK(false);
+  }
+}
+
 }  // namespace
+
+void QuantizeActivationsRef(const float* x, size_t n, int8_t* q, float* d) {
+  for (size_t b = 0; b < n / 32; ++b) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+    d[b] = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (size_t i = 0; i < 32; ++i) {
+      q[32 * b + i] = static_cast<int8_t>(std::nearbyint(x[32 * b + i] * inv));
+    }
+  }
+}
+
+double DotInt8Ref(WeightType type, const uint8_t* row, const float* x, size_t n, double* abs_sum) {
+  std::vector<int8_t> q(n);
+  std::vector<float> d(n / 32), s(n / 16), c(n / 16);
+  std::vector<int> u(n);
+  QuantizeActivationsRef(x, n, q.data(), d.data());
+  DecomposeRow(type, row, n, u.data(), s.data(), c.data());
+  double sum = 0.0, abs = 0.0;
+  for (size_t g = 0; g < n / 16; ++g) {
+    int64_t uq = 0, qsum = 0;
+    for (size_t i = 16 * g; i < 16 * g + 16; ++i) {
+      uq += int64_t{u[i]} * q[i];
+      qsum += q[i];
+    }
+    const double main = double{s[g]} * d[g / 2] * static_cast<double>(uq);
+    const double offset = double{c[g]} * d[g / 2] * static_cast<double>(qsum);
+    sum += main - offset;
+    abs += std::fabs(main) + std::fabs(offset);
+  }
+  *abs_sum = abs;
+  return sum;
+}
 
 void DequantizeRowRef(WeightType type, const uint8_t* row, float* out, size_t n) {
   LLMS_DCHECK(IsWholeBlocks(type, n));

@@ -2,7 +2,10 @@
 // SIMD target, for the head sizes, GQA ratios and chunk sizes the engine uses.
 #include "kernels/attention.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -77,6 +80,40 @@ TEST(AttentionTest, SingleKeyGivesItsValue) {
   std::vector<float> q(8, 1.0f), out(8), scratch(AttentionScratchFloats(layout, 1, 0));
   AttendGroup(args, std::span(&ref, 1), q.data(), out.data(), scratch.data(), nullptr);
   for (size_t c = 0; c < 8; ++c) EXPECT_FLOAT_EQ(out[c], static_cast<float>(c));
+}
+
+// Not a test: one query group (TinyLlama's head_dim 64, 8 query heads per KV head) over 2048
+// positions in chunks of 16, best of 50 runs per KV level, printed for a human. Run with
+// --gtest_also_run_disabled_tests --gtest_filter='*AttentionBench*'.
+TEST(AttentionBench, DISABLED_LevelsAt2k) {
+  const KvLayout layout{4, 64, 16};
+  const size_t n_rep = 8, tokens = 2048;
+  for (KvLevel level : {KvLevel::kF16, KvLevel::kInt8, KvLevel::kInt4, KvLevel::kInt2}) {
+    std::vector<std::vector<uint8_t>> storage;
+    std::vector<KvChunkRef> refs;
+    const size_t n = layout.width() * layout.chunk_tokens;
+    for (size_t start = 0; start < tokens; start += layout.chunk_tokens) {
+      auto k = testing::RandomFloats(n, static_cast<uint32_t>(start), -2, 2);
+      auto v = testing::RandomFloats(n, static_cast<uint32_t>(start + 1), -1, 1);
+      storage.emplace_back(layout.LayerBytes(level));
+      EncodeKvSlice(layout, level, k.data(), v.data(), layout.chunk_tokens, storage.back().data());
+      refs.push_back({level, storage.back().data(), start, layout.chunk_tokens});
+    }
+    const AttentionArgs args{&layout, 1, n_rep, tokens - 1, 0.125f};
+    auto q = testing::RandomFloats(n_rep * layout.head_dim, 5, -1, 1);
+    std::vector<float> out(q.size()), scratch(AttentionScratchFloats(layout, n_rep, tokens - 1));
+    double best = 1e30;
+    for (int rep = 0; rep < 50; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      AttendGroup(args, refs, q.data(), out.data(), scratch.data(), nullptr);
+      const std::chrono::duration<double> s = std::chrono::steady_clock::now() - start;
+      best = std::min(best, s.count());
+    }
+    const double bytes = static_cast<double>(tokens) / layout.chunk_tokens *
+                         layout.LayerBytes(level) / layout.kv_heads;
+    std::printf("%-4s %7.1f us  %5.1f GB/s  %5.1f GFLOP/s\n", KvLevelName(level), best * 1e6,
+                bytes / best * 1e-9, 4.0 * n_rep * tokens * layout.head_dim / best * 1e-9);
+  }
 }
 
 }  // namespace

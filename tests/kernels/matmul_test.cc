@@ -51,18 +51,57 @@ double DotTolerance(const float* w, const float* x, size_t cols) {
   return k * u / (1 - k * u) * abs_sum + 1e-37;
 }
 
+// Checks one output of the int8 path (MatMulQuantizesActivations) against DotInt8Ref. Its terms
+// pass through at most cols / 16 + 16 roundings (a pair's scale product and FMA, cols / 64 chain
+// steps per lane, the lane reduction, the offset dot and the final subtraction), so the bound is
+// gamma(cols / 16 + 16) times the sum of the terms' magnitudes. The int8 reference itself must
+// lie within the activation rounding of the exact f32 product: |x - d q| <= d / 2 (plus a
+// relative 1e-6 for the rounding of x * 127 / amax).
+void ExpectInt8MatchesReference(WeightType type, const uint8_t* row, const float* w, const float* x,
+                                size_t cols, float got) {
+  double abs_sum = 0;
+  const double ref = DotInt8Ref(type, row, x, cols, &abs_sum);
+  const double u = std::ldexp(1.0, -24), k = static_cast<double>(cols) / 16 + 16;
+  EXPECT_LE(std::fabs(got - ref), k * u / (1 - k * u) * abs_sum + 1e-37)
+      << "int8 path: got " << got << " want " << ref;
+  std::vector<int8_t> q(cols);
+  std::vector<float> d(cols / 32);
+  QuantizeActivationsRef(x, cols, q.data(), d.data());
+  double exact = 0, bound = 0;
+  for (size_t i = 0; i < cols; ++i) {
+    exact += double{w[i]} * x[i];
+    bound += std::fabs(double{w[i]}) * (0.5 * d[i / 32] + 1e-6 * std::fabs(x[i]));
+  }
+  EXPECT_LE(std::fabs(ref - exact), bound + DotTolerance(w, x, cols))
+      << "int8 reference " << ref << " vs f32 " << exact;
+}
+
+// Checks output `got` of row r of m times x against the reference of the path this CPU takes.
+void ExpectMatchesReference(const TestMatrix& m, size_t r, const float* x, float got) {
+  const size_t cols = m.view.cols;
+  const float* w = &m.decoded[r * cols];
+  if (MatMulQuantizesActivations(m.view.type, cols)) {
+    const uint8_t* row = m.bytes.data() + r * RowBytes(m.view.type, cols);
+    return ExpectInt8MatchesReference(m.view.type, row, w, x, cols, got);
+  }
+  double ref = 0;
+  for (size_t i = 0; i < cols; ++i) ref += double{w[i]} * x[i];
+  EXPECT_LE(std::fabs(got - ref), DotTolerance(w, x, cols)) << "got " << got << " want " << ref;
+}
+
 std::vector<size_t> ColsFor(WeightType type) {
   switch (type) {
     case WeightType::kF32:
     case WeightType::kF16:
     case WeightType::kBF16:
       return {1, 8, 13, 32, 64, 172, 256, 512, 768};
+    // 1024 and wider also take the int8 path where the CPU has it (MatMulQuantizesActivations).
     case WeightType::kQ8_0:
     case WeightType::kQ4_0:
-      return {32, 64, 256, 512, 768};
+      return {32, 64, 256, 512, 768, 1024, 1088};
     case WeightType::kQ4_K:
     case WeightType::kQ6_K:
-      return {256, 512, 768};
+      return {256, 512, 768, 1024, 1280};
   }
   return {};
 }
@@ -88,11 +127,8 @@ void CheckMatrix(const TestMatrix& m, const std::vector<float>& x, ThreadPool* p
   for (size_t t = 0; t < kMaxTokens; ++t) MatVec(m.view, &x[t * cols], &matvec[t * rows], nullptr);
   for (size_t t = 0; t < kMaxTokens; ++t) {
     for (size_t r = 0; r < rows; ++r) {
-      const float* w = &m.decoded[r * cols];
-      double ref = 0;
-      for (size_t i = 0; i < cols; ++i) ref += double{w[i]} * x[t * cols + i];
-      ASSERT_LE(std::fabs(matvec[t * rows + r] - ref), DotTolerance(w, &x[t * cols], cols))
-          << "token " << t << " row " << r << " got " << matvec[t * rows + r] << " want " << ref;
+      ExpectMatchesReference(m, r, &x[t * cols], matvec[t * rows + r]);
+      ASSERT_FALSE(::testing::Test::HasFailure()) << "token " << t << " row " << r;
     }
   }
   for (size_t n : kTokens) {
@@ -141,17 +177,35 @@ TEST_P(MatMulTest, DequantizeRowIsBitExact) {
 
 // Activations with a huge range and cancelling signs: the tolerance is relative to
 // sum|w_i x_i|, not to the (near zero) result.
+// 1024 columns: the int8 path on CPUs that have it, checked against its own reference.
 TEST_P(MatMulTest, CancellingSums) {
-  const size_t cols = 512, rows = 16;
-  const TestMatrix m = MakeMatrix(type(), rows, cols, 5);
-  std::vector<float> x = testing::RandomFloats(cols, 6, -1.0f, 1.0f);
-  for (size_t i = 0; i < cols; i += 7) x[i] *= 1e4f;
-  std::vector<float> y(rows);
-  MatVec(m.view, x.data(), y.data(), nullptr);
-  for (size_t r = 0; r < rows; ++r) {
-    const double ref = DotRef(type(), m.bytes.data() + r * RowBytes(type(), cols), x.data(), cols);
-    EXPECT_LE(std::fabs(y[r] - ref), DotTolerance(&m.decoded[r * cols], x.data(), cols)) << r;
+  for (const size_t cols : {size_t{512}, size_t{1024}}) {
+    const size_t rows = 16;
+    const TestMatrix m = MakeMatrix(type(), rows, cols, 5);
+    std::vector<float> x = testing::RandomFloats(cols, 6, -1.0f, 1.0f);
+    for (size_t i = 0; i < cols; i += 7) x[i] *= 1e4f;
+    std::vector<float> y(rows);
+    MatVec(m.view, x.data(), y.data(), nullptr);
+    for (size_t r = 0; r < rows; ++r) {
+      if (MatMulQuantizesActivations(type(), cols)) {
+        ExpectMatchesReference(m, r, x.data(), y[r]);
+        continue;
+      }
+      const double ref =
+          DotRef(type(), m.bytes.data() + r * RowBytes(type(), cols), x.data(), cols);
+      EXPECT_LE(std::fabs(y[r] - ref), DotTolerance(&m.decoded[r * cols], x.data(), cols))
+          << "cols " << cols << " row " << r;
+    }
   }
+}
+
+// The int8 path really runs where it exists, so the checks above cover it there.
+TEST_P(MatMulTest, QuantizedTypesUseInt8PathOnVnniTargets) {
+  const bool quantized = type() == WeightType::kQ8_0 || type() == WeightType::kQ4_0 ||
+                         type() == WeightType::kQ4_K || type() == WeightType::kQ6_K;
+  const bool vnni = std::get<0>(GetParam()) == HWY_AVX3_DL;
+  EXPECT_EQ(MatMulQuantizesActivations(type(), 1024), quantized && vnni);
+  EXPECT_FALSE(MatMulQuantizesActivations(type(), 768));  // narrow matrices stay f32
 }
 
 std::string ParamName(const ::testing::TestParamInfo<std::tuple<int64_t, WeightType>>& info) {
