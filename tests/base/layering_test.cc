@@ -28,6 +28,7 @@ const std::map<std::string, std::set<std::string>>& AllowedDeps() {
       {"model", {"kernels", "env", "base"}},
       {"engine", {"model", "kernels", "base"}},
       {"memory", {"engine", "store", "base"}},
+      {"eval", {"memory", "engine", "store", "model", "env", "base"}},
       {"service", {"memory", "engine", "model", "base"}},
       {"client", {"base"}},  // plus the protocol headers, once they exist
   };
