@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   const llms::cli::Runner perplexity = llms::cli::AddPerplexity(app);
   const llms::cli::Runner synth = llms::cli::AddSynth(app);
   const llms::cli::Runner bench = llms::cli::AddBench(app);
+  const llms::cli::Runner report = llms::cli::AddReport(app);
   // CLI11 reports parse errors by exception; they stop here, at the edge.
   CLI11_PARSE(app, argc, argv);
   try {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("perplexity")) return perplexity();
     if (app.got_subcommand("synth")) return synth();
     if (app.got_subcommand("bench")) return bench();
+    if (app.got_subcommand("report")) return report();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llms: internal error: %s\n", e.what());
     return 2;
