@@ -149,6 +149,25 @@ Percentiles Summarize(std::vector<double> v) {
   return p;
 }
 
+Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* result) {
+  if (reference.calls.size() != result->calls.size()) {
+    return Status::InvalidArgument("resident reference has " +
+                                   std::to_string(reference.calls.size()) + " calls, the run " +
+                                   std::to_string(result->calls.size()));
+  }
+  for (size_t i = 0; i < result->calls.size(); ++i) {
+    CallRecord& c = result->calls[i];
+    const CallRecord& r = reference.calls[i];
+    if (r.context != c.context || r.stats.prompt_tokens != c.stats.prompt_tokens) {
+      return Status::InvalidArgument("resident reference differs from the run at call " +
+                                     std::to_string(i) + ": not the same trace");
+    }
+    c.switch_seconds = std::max(0.0, c.stats.first_token_seconds - r.stats.first_token_seconds);
+  }
+  result->summary = SummarizeRun(result->summary.system, result->calls);
+  return Status::Ok();
+}
+
 size_t TraceKvBytesF16(const Engine& engine, const Trace& trace) {
   const ModelConfig& c = engine.config();
   size_t tokens = 0;

@@ -47,8 +47,10 @@ struct CallRecord {
   CallStats stats;
   double prefill_seconds = 0, decode_seconds = 0;
   double wall_seconds = 0;  // the whole call, including writes after generation
-  // The switch latency: stats.extra_first_token_seconds, floored at 0 (a call is never faster
-  // than on a resident context; a negative value is the cost model's noise).
+  // The switch latency, floored at 0 (a call is never slower to start on a resident context;
+  // a negative difference is noise): first token minus the same call's first token in a run
+  // without a memory manager when ApplyResidentReference was given one, else the manager's
+  // stats.extra_first_token_seconds (against its cost model's estimate).
   double switch_seconds = 0;
 };
 
@@ -82,6 +84,13 @@ struct ReplayResult {
 // Errors: InvalidArgument for an unknown system or a trace whose tokens the model cannot take;
 // the manager's and store's (ResourceExhausted when one context alone exceeds the budget).
 StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOptions& options);
+
+// Measures switch latency against `reference`, a run of the same trace without a memory manager
+// (kNoManager): each call's first token minus the reference's for the same call, the same prompt
+// on a resident context. Unlike the cost model's estimate this needs no model of prefill speed
+// (which varies with the prompt's length and the machine's load). Re-summarises `result`.
+// Errors: InvalidArgument when the two runs are not of the same trace.
+Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* result);
 
 // The f16 KV bytes of all contexts of `trace` once every call has run (prompts plus generated
 // tokens): the reference the budgets of a comparison are fractions of.

@@ -135,6 +135,24 @@ TEST_F(ReplayTest, WithoutAManagerNothingMoves) {
   EXPECT_EQ(r.summary.switch_latency.max, 0.0);
 }
 
+TEST_F(ReplayTest, ResidentReferenceGivesPairedLatencies) {
+  const ReplayResult none = Run(kNoManager);
+  ReplayResult r = Run("vllm-sq");
+  ASSERT_OK(ApplyResidentReference(none, &r));
+  CheckConsistent(trace_, r);
+  for (size_t i = 0; i < r.calls.size(); ++i) {
+    EXPECT_EQ(r.calls[i].switch_seconds,
+              std::max(0.0, r.calls[i].stats.first_token_seconds -
+                                none.calls[i].stats.first_token_seconds));
+  }
+  ReplayResult self = none;
+  ASSERT_OK(ApplyResidentReference(none, &self));
+  EXPECT_EQ(self.summary.switch_latency.max, 0.0);
+  ReplayResult shorter = r;
+  shorter.calls.pop_back();
+  EXPECT_EQ(ApplyResidentReference(none, &shorter).code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(ReplayTest, SameTraceSameWork) {
   const ReplayResult a = Run("llms"), b = Run("llms");
   ASSERT_EQ(a.calls.size(), b.calls.size());

@@ -228,10 +228,9 @@ Status WriteReport(const ReportData& d) {
   }
 
   md << "## Every system on the Markov trace (" << d.main_model << ")\n\n"
-     << "Switch latency = extra time to first token over the same call on a resident context "
-        "(the manager's cost model), floored at 0; ready = until every old chunk is present. "
-        "Decode slowdown is against `none` (no memory manager: every context resident at "
-        "f16).\n\n";
+     << "Switch latency = a call's time to first token minus the same call's in the run "
+        "without a memory manager (`none`: every context resident at f16, same trace), floored "
+        "at 0; ready = until every old chunk is present. Decode slowdown is against `none`.\n\n";
   SystemTable(md, d, d.main_model, "markov");
   const std::string f1 = LatencyFigure(d, dir), f2 = AblationFigure(d, dir);
   md << "## Per switching pattern\n\n| pattern | llms | vllm-sq | swap | lmk |\n"
