@@ -99,7 +99,7 @@ Status CheckTrace(const Engine& engine, const Trace& trace) {
 RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>& calls) {
   RunSummary s;
   s.system = system;
-  std::vector<double> switches, ready;
+  std::vector<double> switches, ready, paired;
   double decode = 0, prefill = 0;
   size_t prefill_tokens = 0;
   for (const CallRecord& c : calls) {
@@ -108,6 +108,7 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
     if (c.warmup) continue;
     ++s.calls;
     switches.push_back(c.switch_seconds);
+    if (c.paired_seconds >= 0) paired.push_back(c.paired_seconds);
     ready.push_back(c.stats.ready_seconds);
     s.bytes_read += c.stats.bytes_read;
     s.bytes_written += c.stats.bytes_written;
@@ -121,6 +122,7 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
   }
   s.switch_latency = Summarize(switches);
   s.ready = Summarize(ready);
+  if (!paired.empty()) s.paired_mean = Summarize(paired).mean;
   if (s.chunks_missing > 0) {
     s.recompute_share =
         static_cast<double>(s.chunks_recomputed) / static_cast<double>(s.chunks_missing);
@@ -162,7 +164,7 @@ Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* resul
       return Status::InvalidArgument("resident reference differs from the run at call " +
                                      std::to_string(i) + ": not the same trace");
     }
-    c.switch_seconds = std::max(0.0, c.stats.first_token_seconds - r.stats.first_token_seconds);
+    c.paired_seconds = std::max(0.0, c.stats.first_token_seconds - r.stats.first_token_seconds);
   }
   result->summary = SummarizeRun(result->summary.system, result->calls);
   return Status::Ok();
@@ -235,7 +237,7 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
     r.generated = out->generation.tokens.size();
     r.prefill_seconds = out->generation.prefill_seconds;
     r.decode_seconds = out->generation.decode_seconds;
-    r.switch_seconds = std::max(0.0, r.stats.extra_first_token_seconds);
+    r.switch_seconds = r.stats.restore_seconds;
     lengths[call.context] += call.prompt.size() + r.generated;
     result.calls.push_back(r);
     if (o.progress) o.progress(i + 1, trace.calls.size());

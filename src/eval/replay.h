@@ -47,11 +47,13 @@ struct CallRecord {
   CallStats stats;
   double prefill_seconds = 0, decode_seconds = 0;
   double wall_seconds = 0;  // the whole call, including writes after generation
-  // The switch latency, floored at 0 (a call is never slower to start on a resident context;
-  // a negative difference is noise): first token minus the same call's first token in a run
-  // without a memory manager when ApplyResidentReference was given one, else the manager's
-  // stats.extra_first_token_seconds (against its cost model's estimate).
+  // The switch latency: the time to first token this call spent restoring its context
+  // (stats.restore_seconds, measured inside the call; 0 without a manager).
   double switch_seconds = 0;
+  // First token minus the same call's first token in a run without a manager, floored at 0
+  // (set by ApplyResidentReference; -1 when not). Carries the noise of two runs at different
+  // times, so on a shared machine it is a cross-check, not the metric.
+  double paired_seconds = -1;
 };
 
 struct Percentiles {
@@ -65,6 +67,7 @@ struct RunSummary {
   std::string system;
   size_t calls = 0;
   Percentiles switch_latency;  // seconds
+  double paired_mean = -1;     // mean paired_seconds (-1: no reference)
   Percentiles ready;           // seconds, time to ready
   size_t bytes_read = 0, bytes_written = 0;
   size_t chunks_missing = 0, chunks_recomputed = 0;
@@ -85,11 +88,10 @@ struct ReplayResult {
 // the manager's and store's (ResourceExhausted when one context alone exceeds the budget).
 StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOptions& options);
 
-// Measures switch latency against `reference`, a run of the same trace without a memory manager
-// (kNoManager): each call's first token minus the reference's for the same call, the same prompt
-// on a resident context. Unlike the cost model's estimate this needs no model of prefill speed
-// (which varies with the prompt's length and the machine's load). Re-summarises `result`.
-// Errors: InvalidArgument when the two runs are not of the same trace.
+// Sets each call's paired_seconds against `reference`, a run of the same trace without a memory
+// manager (kNoManager): first token minus the reference's for the same call, the same prompt on a
+// resident context. Re-summarises `result`. Errors: InvalidArgument when the two runs are not of
+// the same trace.
 Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* result);
 
 // The f16 KV bytes of all contexts of `trace` once every call has run (prompts plus generated
