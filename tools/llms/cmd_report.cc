@@ -237,16 +237,16 @@ Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
           s.out_dir + "/data/" + plan.label + "-" + run.trace.name + "-" + system + ".csv";
       std::ofstream f(csv);
       f << "index,context,warmup,arrival_s,start_s,context_tokens,prompt_tokens,generated,"
-           "switch_s,extra_first_token_s,first_token_s,ready_s,chunks_loaded,"
+           "switch_s,paired_s,extra_first_token_s,first_token_s,ready_s,chunks_loaded,"
            "chunks_recomputed,bytes_read,bytes_written,prefill_s,decode_s,wall_s\n";
       for (const CallRecord& c : r->calls) {
         f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.arrival_seconds << ','
           << c.start_seconds << ',' << c.context_tokens << ',' << c.stats.prompt_tokens << ','
-          << c.generated << ',' << c.switch_seconds << ',' << c.stats.extra_first_token_seconds
-          << ',' << c.stats.first_token_seconds << ',' << c.stats.ready_seconds << ','
-          << c.stats.chunks_loaded << ',' << c.stats.chunks_recomputed << ',' << c.stats.bytes_read
-          << ',' << c.stats.bytes_written << ',' << c.prefill_seconds << ',' << c.decode_seconds
-          << ',' << c.wall_seconds << '\n';
+          << c.generated << ',' << c.switch_seconds << ',' << c.paired_seconds << ','
+          << c.stats.extra_first_token_seconds << ',' << c.stats.first_token_seconds << ','
+          << c.stats.ready_seconds << ',' << c.stats.chunks_loaded << ','
+          << c.stats.chunks_recomputed << ',' << c.stats.bytes_read << ',' << c.stats.bytes_written
+          << ',' << c.prefill_seconds << ',' << c.decode_seconds << ',' << c.wall_seconds << '\n';
       }
       if (run.sweep) {
         if (system == kNoManager) continue;
@@ -378,6 +378,9 @@ Status RunReport(ReportSettings s) {
   ao.progress = [&](size_t, size_t) { bar.Add(1, "accuracy (stories260K)"); };
   LLMS_ASSIGN_OR_RETURN(data.accuracy, EvaluateAccuracy(small.engine.get(), stories, cases, ao));
   data.step_seconds.emplace_back("accuracy, stories260K", Since(step));
+  data.accuracy_stories = ao.stories;
+  data.accuracy_turns = ao.turns;
+  data.accuracy_turn_tokens = ao.turn_tokens;
   for (size_t i = 0; i < plans.size(); ++i) {
     step = Clock::now();
     if (plans[i].path == s.small_model) {

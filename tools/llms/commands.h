@@ -20,6 +20,7 @@ Runner AddPerplexity(CLI::App& app);
 Runner AddSynth(CLI::App& app);
 Runner AddBench(CLI::App& app);
 Runner AddReport(CLI::App& app);
+Runner AddTrace(CLI::App& app);
 
 // The default model: $LLMS_MODEL, else ../shared/models/stories260K.gguf found from the current
 // directory or from the directory of this executable upwards.

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   const llms::cli::Runner synth = llms::cli::AddSynth(app);
   const llms::cli::Runner bench = llms::cli::AddBench(app);
   const llms::cli::Runner report = llms::cli::AddReport(app);
+  const llms::cli::Runner trace = llms::cli::AddTrace(app);
   // CLI11 reports parse errors by exception; they stop here, at the edge.
   CLI11_PARSE(app, argc, argv);
   try {
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("synth")) return synth();
     if (app.got_subcommand("bench")) return bench();
     if (app.got_subcommand("report")) return report();
+    if (app.got_subcommand("trace")) return trace();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llms: internal error: %s\n", e.what());
     return 2;

@@ -28,7 +28,7 @@ struct ReportSettings {
   std::string weight_type = "Q4_0";
   size_t contexts = 8;
   size_t calls = 24;              // measured calls of the headline (Markov) trace
-  size_t pattern_calls = 16;      // of the Random, Gaussian and StudentLife traces
+  size_t pattern_calls = 12;      // of the Random, Gaussian and StudentLife traces
   size_t warmup_tokens = 128;     // history per context before the measured calls
   double length_scale = 0.1;      // of the paper's prompt lengths (2 cores prefill ~90 tok/s)
   std::string dataset = "mix";    // prompt length profile
@@ -38,7 +38,7 @@ struct ReportSettings {
   std::vector<double> sweep_budgets = {2, 4, 8};
   std::vector<size_t> sweep_contexts = {2, 4, 8, 16};
   std::vector<double> limits_ms = {25, 100};  // switch-latency limits of the sweep
-  size_t sweep_calls = 12;
+  size_t sweep_calls = 10;
   size_t sweep_warmup_tokens = 64;
   size_t big_contexts = 4, big_calls = 8, big_warmup_tokens = 32;
   std::string studentlife_user = "u02";  // the user with the most rows
@@ -73,6 +73,7 @@ struct ReportData {
   std::string main_model, big_model;
   CostModel main_cost, big_cost;
   std::vector<AccuracyRow> accuracy;
+  size_t accuracy_stories = 0, accuracy_turns = 0, accuracy_turn_tokens = 0;
   std::vector<RunRow> runs;  // main model, every pattern; then the big model (Markov)
   std::vector<SweepRow> sweep;
   std::vector<TraceFile> traces;

@@ -150,9 +150,9 @@ std::string AccuracyFigure(const ReportData& d, const std::string& dir) {
 void SystemTable(std::ostringstream& md, const ReportData& d, const std::string& model,
                  const std::string& pattern) {
   const RunRow* none = Find(d, model, pattern, "none");
-  md << "| system | mean switch ms | p50 | p99 | mean ready ms | MiB read | MiB written | "
-        "recompute share | prefill ms/tok | decode ms/tok | decode slowdown |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  md << "| system | mean switch ms | p50 | p99 | paired mean ms | mean ready ms | MiB read | "
+        "MiB written | recompute share | prefill ms/tok | decode ms/tok | decode slowdown |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const RunRow& r : d.runs) {
     if (r.model != model || r.pattern != pattern) continue;
     const RunSummary& s = r.summary;
@@ -163,7 +163,8 @@ void SystemTable(std::ostringstream& md, const ReportData& d, const std::string&
               100 * (s.decode_seconds_per_token / none->summary.decode_seconds_per_token - 1));
     }
     md << "| " << s.system << " | " << Ms(s.switch_latency.mean) << " | "
-       << Ms(s.switch_latency.p50) << " | " << Ms(s.switch_latency.p99) << " | " << Ms(s.ready.mean)
+       << Ms(s.switch_latency.p50) << " | " << Ms(s.switch_latency.p99) << " | "
+       << (s.paired_mean >= 0 ? Ms(s.paired_mean) : std::string("-")) << " | " << Ms(s.ready.mean)
        << " | " << Mib(s.bytes_read) << " | " << Mib(s.bytes_written) << " | "
        << Fmt("%.0f%%", 100 * s.recompute_share) << " | "
        << Fmt("%.1f", s.prefill_seconds_per_token * 1e3) << " | "
@@ -228,9 +229,13 @@ Status WriteReport(const ReportData& d) {
   }
 
   md << "## Every system on the Markov trace (" << d.main_model << ")\n\n"
-     << "Switch latency = a call's time to first token minus the same call's in the run "
-        "without a memory manager (`none`: every context resident at f16, same trace), floored "
-        "at 0; ready = until every old chunk is present. Decode slowdown is against `none`.\n\n";
+     << "Switch latency = the part of a call's time to first token spent bringing its context "
+        "back, measured inside the call (`CallStats::restore_seconds`: setup, waits for reads "
+        "that compute did not hide, writes of evicted dirty chunks before the pass, the "
+        "recomputed rows' share of the pass). `paired` = first token minus the same call's in "
+        "the run without a memory manager (`none`, every context resident at f16), a "
+        "cross-check that carries the noise of two runs on a shared machine. Ready = until "
+        "every old chunk is present. Decode slowdown is against `none`.\n\n";
   SystemTable(md, d, d.main_model, "markov");
   const std::string f1 = LatencyFigure(d, dir), f2 = AblationFigure(d, dir);
   md << "## Per switching pattern\n\n| pattern | llms | vllm-sq | swap | lmk |\n"
@@ -299,7 +304,9 @@ Status WriteReport(const ReportData& d) {
   }
 
   md << "## Accuracy under KV compression (stories260K)\n\n"
-     << "12 TinyStories contexts x 8 turns of 40 tokens, each turn scored teacher-forced "
+     << d.accuracy_stories << " TinyStories contexts x " << d.accuracy_turns << " turns of "
+     << d.accuracy_turn_tokens
+     << " tokens, each turn scored teacher-forced "
         "against the compressed KV of the turns before (the first turn is not scored). KL and "
         "agreement (same argmax) are against the f16 run at the same positions.\n\n"
      << "| mode | bits/value | loss (nats) | vs f16 | perplexity | KL vs f16 (nats) | "
