@@ -210,8 +210,9 @@ StatusOr<Trace> GenerateTrace(const TraceOptions& o, const std::vector<int32_t>&
 }
 
 bool IsFilteredApp(std::string_view package) {
+  // org.bewellapp is the study's own sensing app (7 rows, user u00): not an LLM client either.
   return package == "com.android.launcher" || package == "com.android.systemui" ||
-         package == "com.google.android.apps.paco";
+         package == "com.google.android.apps.paco" || package == "org.bewellapp";
 }
 
 StatusOr<std::vector<AppSwitch>> ReadStudentLifeSwitches(Env* env, const std::string& path) {

@@ -80,7 +80,7 @@ struct AppSwitch {
   std::string app;
 };
 // The packages that are not LLM clients: the launcher, the system UI and the study's survey app
-// (../shared/data/README.md).
+// (../shared/data/README.md), and the study's sensing app.
 bool IsFilteredApp(std::string_view package);
 // Reads `user,unix_ts,iso_utc,foreground_package` rows, dropping filtered apps. Errors: the
 // Env's; InvalidArgument naming the line of a malformed row.
