@@ -2,6 +2,7 @@
 // then writes the report. `llms trace`: writes one trace file (docs/trace_format.md).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -199,9 +200,19 @@ Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
   for (const ModelPlan::Run& run : plan.runs) {
     const size_t kv = TraceKvBytesF16(*engine, run.trace);
     const double bytes_per_token = static_cast<double>(kv) / TraceUnits(run.trace);
-    const size_t budget =
-        static_cast<size_t>(run.sweep ? run.budget_contexts * run.ref_tokens * bytes_per_token
-                                      : static_cast<double>(kv) * run.budget_fraction);
+    // LMK recomputes a whole context and vLLM-S keeps it at f16, so the running context must fit
+    // at f16: under a Markov trace one context can hold a third of all the KV. The budget is
+    // raised to 1.1x the largest context's f16 KV where the fraction would not hold it (the
+    // report prints the fraction that results).
+    std::vector<double> context_tokens(run.trace.contexts, 0);
+    for (const TraceCall& c : run.trace.calls) {
+      context_tokens[c.context] += static_cast<double>(c.prompt.size() + c.max_tokens);
+    }
+    const double largest =
+        1.1 * bytes_per_token * *std::max_element(context_tokens.begin(), context_tokens.end());
+    const size_t budget = static_cast<size_t>(
+        run.sweep ? run.budget_contexts * run.ref_tokens * bytes_per_token
+                  : std::max(static_cast<double>(kv) * run.budget_fraction, largest));
     for (const std::string& system : run.systems) {
       // The run without a manager is the resident reference of every system on this trace
       // (the sweep reuses it across budgets: it does not depend on the budget).
