@@ -275,14 +275,21 @@ Status WriteReport(const ReportData& d) {
       for (const char* sys : {"llms", "vllm-sq"}) {
         size_t bytes = 0;
         std::vector<size_t> best(s.limits_ms.size(), 0);
+        std::vector<bool> stopped(s.limits_ms.size(), false);
         std::string means;
-        for (const SweepRow& r : d.sweep) {
-          if (r.system != sys || r.budget_contexts != b) continue;
-          bytes = r.budget_bytes;
+        // In increasing size: a size that failed (ResourceExhausted) or went over the limit ends
+        // the count, so a larger size that happened to pass is not credited.
+        for (size_t n : s.sweep_contexts) {
+          const SweepRow* row = nullptr;
+          for (const SweepRow& r : d.sweep) {
+            if (r.system == sys && r.budget_contexts == b && r.contexts == n) row = &r;
+          }
           means += ' ';
-          means += Ms(r.mean_switch);
+          means += row != nullptr ? Ms(row->mean_switch) : std::string("failed");
+          if (row != nullptr) bytes = row->budget_bytes;
           for (size_t i = 0; i < s.limits_ms.size(); ++i) {
-            if (r.mean_switch * 1e3 <= s.limits_ms[i]) best[i] = std::max(best[i], r.contexts);
+            stopped[i] = stopped[i] || row == nullptr || row->mean_switch * 1e3 > s.limits_ms[i];
+            if (!stopped[i]) best[i] = n;
           }
         }
         md << "| " << Fmt("%g", b) << " | " << Mib(bytes) << " | " << sys;
