@@ -228,6 +228,7 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     ctx->busy_tokens = ctx->tokens;
     calling_ = id;
     call_bytes_written_ = 0;
+    call_write_seconds_ = 0;
   }
   CallResult result;
   CallStats& stats = result.stats;
@@ -240,10 +241,30 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     s = PrepareRestore(ctx, new_rows, &restore, &stats, start);
     GenerateOptions g = options;
     g.prefill.recompute_chunks = restore.recompute;
+    double io_wait = 0, writes_before = 0, prefill_writes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writes_before = call_write_seconds_;
+    }
+    // The pass allocates its new chunks (evicting, and writing dirty victims) before layer 0.
+    g.prefill.before_layer = [this, &prefill_writes, writes_before](size_t layer) -> Status {
+      if (layer == 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        prefill_writes = call_write_seconds_ - writes_before;
+      }
+      return Status::Ok();
+    };
     if (!restore.load.empty()) {
-      g.prefill.before_layer = [&restore, ctx](size_t layer) -> Status {
+      g.prefill.before_layer = [this, &restore, ctx, &io_wait, &prefill_writes,
+                                writes_before](size_t layer) -> Status {
+        if (layer == 0) {
+          std::lock_guard<std::mutex> lock(mu_);
+          prefill_writes = call_write_seconds_ - writes_before;
+        }
+        const auto wait_start = Clock::now();
         std::unique_lock<std::mutex> lock(restore.mu);
         restore.cv.wait(lock, [&] { return restore.layers_done > layer; });
+        io_wait += Seconds(wait_start);
         if (!restore.status.ok()) return restore.status;
         for (size_t c : restore.load) ctx->cache->chunk(c)->set_layer_present(layer, true);
         return Status::Ok();
@@ -264,6 +285,17 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
         stats.ready_seconds = std::max(stats.ready_seconds, stats.first_token_seconds);
       }
       stats.prompt_tokens = result.generation.prompt_tokens;
+      size_t recomputed_rows = 0;
+      for (size_t c : restore.recompute) {
+        const size_t first = c * ctx->cache->chunk_tokens();
+        recomputed_rows += std::min(ctx->cache->chunk_tokens(), old_kv - std::min(old_kv, first));
+      }
+      const double compute =
+          std::max(0.0, result.generation.prefill_seconds - io_wait - prefill_writes);
+      stats.restore_seconds =
+          setup + io_wait + prefill_writes +
+          compute * static_cast<double>(recomputed_rows) /
+              static_cast<double>(std::max<size_t>(1, recomputed_rows + new_rows));
       s = Status::Ok();
       break;
     }

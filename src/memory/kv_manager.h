@@ -59,6 +59,12 @@ struct CallStats {
   // first_token_seconds minus the cost model's time for the same prompt on a resident
   // context: the switch latency as ../shared/spec/LLMS.md §1 defines it.
   double extra_first_token_seconds = 0;
+  // The part of first_token_seconds this call spent bringing its context back, measured inside
+  // the call (so a busy machine scales it but no other run's timing enters): setup before the
+  // pass (planning, evictions to make room, reads done up front), waits for the I/O thread
+  // inside the pass (I/O that overlapped compute is not counted), writes of evicted dirty chunks
+  // before the pass's first layer, and the recomputed rows' share of the pass's compute.
+  double restore_seconds = 0;
 };
 
 struct CallResult {
@@ -170,6 +176,7 @@ class KvManager : private KvChunkAllocator {
   uint64_t last_memory_id_ GUARDED_BY(mu_) = 0;  // ids when there is no store
   uint64_t calling_ GUARDED_BY(mu_) = 0;  // the running call's context (its chunks are locked)
   size_t call_bytes_written_ GUARDED_BY(mu_) = 0;
+  double call_write_seconds_ GUARDED_BY(mu_) = 0;  // time in WriteChunkNow during the call
 
   // Chunk writes go through one mutex so two versions of a chunk never race to the store.
   std::mutex write_mu_;

@@ -85,8 +85,12 @@ Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std
   WriteJob job = MakeWriteJob(*ctx, index);
   const size_t bytes = job.bytes.size();
   lock->unlock();
+  const auto start = std::chrono::steady_clock::now();
   Status st = WriteJobNow(std::move(job));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   lock->lock();
+  call_write_seconds_ += seconds;
   if (st.ok()) call_bytes_written_ += bytes;
   return st;
 }

@@ -28,6 +28,7 @@ const std::map<std::string, std::set<std::string>>& AllowedDeps() {
       {"model", {"kernels", "env", "base"}},
       {"engine", {"model", "kernels", "base"}},
       {"memory", {"engine", "store", "base"}},
+      {"eval", {"memory", "engine", "store", "model", "env", "base"}},
       {"protocol", {"base"}},
       {"service", {"memory", "engine", "model", "protocol", "base"}},
       {"client", {"protocol", "base"}},

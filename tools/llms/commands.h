@@ -21,6 +21,8 @@ Runner AddGenerate(CLI::App& app);
 Runner AddPerplexity(CLI::App& app);
 Runner AddSynth(CLI::App& app);
 Runner AddBench(CLI::App& app);
+Runner AddReport(CLI::App& app);
+Runner AddTrace(CLI::App& app);
 // new, call, chat, list, delete, stats: clients of a running llmsd. Returns (name, runner).
 std::vector<std::pair<std::string, Runner>> AddServiceCommands(CLI::App& app);
 

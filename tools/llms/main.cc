@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   const llms::cli::Runner perplexity = llms::cli::AddPerplexity(app);
   const llms::cli::Runner synth = llms::cli::AddSynth(app);
   const llms::cli::Runner bench = llms::cli::AddBench(app);
+  const llms::cli::Runner report = llms::cli::AddReport(app);
+  const llms::cli::Runner trace = llms::cli::AddTrace(app);
   const auto service = llms::cli::AddServiceCommands(app);
   // CLI11 reports parse errors by exception; they stop here, at the edge.
   CLI11_PARSE(app, argc, argv);
@@ -20,6 +22,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("perplexity")) return perplexity();
     if (app.got_subcommand("synth")) return synth();
     if (app.got_subcommand("bench")) return bench();
+    if (app.got_subcommand("report")) return report();
+    if (app.got_subcommand("trace")) return trace();
     for (const auto& [name, run] : service) {
       if (app.got_subcommand(name)) return run();
     }

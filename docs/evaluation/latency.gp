@@ -1,0 +1,11 @@
+set terminal svg size 760,400 font 'sans,12'
+set output 'latency.svg'
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set logscale y
+set key top left
+set ylabel 'mean switch latency (ms, log)'
+set grid ytics
+set title 'tinyllama, 8 contexts, budget = 0.25 of their f16 KV'
+plot 'latency.dat' using 2:xtic(1) title columnhead, '' using 3 title columnhead, '' using 4 title columnhead, '' using 5 title columnhead
