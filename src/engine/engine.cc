@@ -228,7 +228,8 @@ void Engine::Attention(KvCache* cache, size_t l, const std::vector<Row>& rows, b
   const ModelConfig& c = config();
   const size_t n_chunks = cache->num_chunks(), kv_heads = c.n_kv_heads;
   const size_t n_rep = c.n_heads / kv_heads;
-  std::vector<KvChunkRef> refs(n_chunks);
+  std::vector<KvChunkRef>& refs = chunk_refs_;  // reused: a decode step allocates nothing
+  refs.resize(n_chunks);
   for (size_t i = 0; i < n_chunks; ++i) {
     const KvChunk* chunk = cache->chunk(i);
     refs[i] = {chunk->level(), chunk->layer(l), i * layout_.chunk_tokens, chunk->valid_tokens()};

@@ -15,6 +15,7 @@
 #include "base/status.h"
 #include "base/thread_pool.h"
 #include "engine/kv_cache.h"
+#include "kernels/attention.h"
 #include "model/llama_model.h"
 
 namespace llms {
@@ -105,6 +106,7 @@ class Engine {
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
   std::vector<std::vector<float>> scratch_;  // per thread
   std::vector<std::vector<float>> probs_;    // per thread, [positions]
+  std::vector<KvChunkRef> chunk_refs_;       // the chunks Attention reads, rebuilt per layer
 };
 
 }  // namespace llms
