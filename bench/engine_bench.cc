@@ -117,8 +117,14 @@ double MeasureReadBandwidth(int threads, size_t bytes) {
 }
 
 StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o) {
-  const auto kv = ParseKvLevel(o.kv);
-  if (!kv) return Status::InvalidArgument("kv must be f16, int8, int4 or int2");
+  std::vector<KvLevel> levels;
+  for (const std::string& name : o.kv) {
+    const auto level = ParseKvLevel(name);
+    if (!level)
+      return Status::InvalidArgument("kv '" + name + "': expected f16, int8, int4 or int2");
+    levels.push_back(*level);
+  }
+  if (levels.empty()) levels.push_back(KvLevel::kF16);
   const size_t bw_bytes = o.quick ? (size_t{256} << 20) : (size_t{1} << 30);
   std::vector<double> bandwidth;
   for (int t : o.threads) {
@@ -135,8 +141,8 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
       models.emplace_back(path, type);
     }
   }
-  std::printf("%-28s %-5s %3s %5s %12s %11s %10s %8s %7s %11s\n", "model", "type", "thr", "ctx",
-              "prefill t/s", "decode t/s", "GB/s", "of max", "attn", "attn ms/tok");
+  std::printf("%-28s %-5s %3s %5s %4s %12s %11s %10s %8s %7s %11s\n", "model", "type", "thr", "ctx",
+              "kv", "prefill t/s", "decode t/s", "GB/s", "of max", "attn", "attn ms/tok");
   std::vector<EngineBenchRow> rows;
   for (const auto& [path, type] : models) {
     LLMS_ASSIGN_OR_RETURN(auto model, LlamaModel::Load(Env::Default(), path));
@@ -145,36 +151,49 @@ StatusOr<std::vector<EngineBenchRow>> RunEngineBench(const EngineBenchOptions& o
       eo.threads = o.threads[ti];
       LLMS_ASSIGN_OR_RETURN(auto engine, Engine::Create(model.get(), eo));
       for (size_t context : o.contexts) {
-        std::vector<double> prefill, decode, share, attention_ms;
+        const size_t n = levels.size();
+        std::vector<std::vector<double>> prefill(n), decode(n), share(n), attention_ms(n);
+        // Repetitions interleave the levels, so a drift of the machine hits them alike.
         for (int r = 0; r < (o.quick ? 1 : o.repetitions); ++r) {
-          LLMS_ASSIGN_OR_RETURN(Measured m, MeasureOnce(engine.get(), o, context, *kv));
-          prefill.push_back(m.prefill_tok_s);
-          decode.push_back(m.decode_tok_s);
-          share.push_back(m.attention_share);
-          attention_ms.push_back(m.attention_ms);
+          for (size_t k = 0; k < n; ++k) {
+            LLMS_ASSIGN_OR_RETURN(Measured m, MeasureOnce(engine.get(), o, context, levels[k]));
+            prefill[k].push_back(m.prefill_tok_s);
+            decode[k].push_back(m.decode_tok_s);
+            share[k].push_back(m.attention_share);
+            attention_ms[k].push_back(m.attention_ms);
+          }
         }
-        EngineBenchRow row;
-        row.model = std::filesystem::path(path).filename().string();
-        row.type =
-            type.empty() ? GetWeightTypeInfo(model->weights().layers[0].wq.type)->name : type;
-        row.threads = o.threads[ti];
-        row.context = context;
-        row.prefill_tok_s = Median(prefill);
-        row.decode_tok_s = Median(decode);
-        const KvLayout& L = engine->kv_layout();
-        const double kv_bytes = static_cast<double>(context) / L.chunk_tokens * L.LayerBytes(*kv) *
-                                model->config().n_layers;
-        row.decode_gb_s =
-            (static_cast<double>(model->WeightBytes()) + kv_bytes) * row.decode_tok_s / 1e9;
-        row.bandwidth_fraction = row.decode_gb_s / bandwidth[ti];
-        row.attention_share = Median(share);
-        row.attention_ms = Median(attention_ms);
-        std::printf("%-28s %-5s %3d %5zu %12.1f %11.2f %10.1f %7.0f%% %6.1f%% %11.3f\n",
-                    row.model.c_str(), row.type.c_str(), row.threads, row.context,
-                    row.prefill_tok_s, row.decode_tok_s, row.decode_gb_s,
-                    100 * row.bandwidth_fraction, 100 * row.attention_share, row.attention_ms);
-        std::fflush(stdout);
-        rows.push_back(row);
+        for (size_t k = 0; k < n; ++k) {
+          EngineBenchRow row;
+          row.kv = KvLevelName(levels[k]);
+          row.model = std::filesystem::path(path).filename().string();
+          row.type =
+              type.empty() ? GetWeightTypeInfo(model->weights().layers[0].wq.type)->name : type;
+          row.threads = o.threads[ti];
+          row.context = context;
+          row.prefill_tok_s = Median(prefill[k]);
+          row.decode_tok_s = Median(decode[k]);
+          const KvLayout& L = engine->kv_layout();
+          const double kv_bytes = static_cast<double>(context) / L.chunk_tokens *
+                                  L.LayerBytes(levels[k]) * model->config().n_layers;
+          row.decode_gb_s =
+              (static_cast<double>(model->WeightBytes()) + kv_bytes) * row.decode_tok_s / 1e9;
+          row.bandwidth_fraction = row.decode_gb_s / bandwidth[ti];
+          row.attention_share = Median(share[k]);
+          row.attention_ms = Median(attention_ms[k]);
+          std::printf("%-28s %-5s %3d %5zu %4s %12.1f %11.2f %10.1f %7.0f%% %6.1f%% %11.3f",
+                      row.model.c_str(), row.type.c_str(), row.threads, row.context, row.kv.c_str(),
+                      row.prefill_tok_s, row.decode_tok_s, row.decode_gb_s,
+                      100 * row.bandwidth_fraction, 100 * row.attention_share, row.attention_ms);
+          if (k > 0 && row.attention_ms > 0) {
+            std::printf("  attention %.2fx faster than %s",
+                        rows[rows.size() - k].attention_ms / row.attention_ms,
+                        rows[rows.size() - k].kv.c_str());
+          }
+          std::printf("\n");
+          std::fflush(stdout);
+          rows.push_back(row);
+        }
       }
     }
   }

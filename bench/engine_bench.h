@@ -22,12 +22,15 @@ struct EngineBenchOptions {
   std::vector<size_t> contexts = {128};  // decode measured after a prompt of this many tokens
   size_t prefill_tokens = 128;
   size_t decode_tokens = 16;
-  int repetitions = 3;     // the median is reported
-  std::string kv = "f16";  // KV precision of completed chunks during decode
-  bool quick = false;      // one repetition and a smaller bandwidth buffer (CI smoke run)
+  int repetitions = 3;  // the median is reported
+  // KV precisions of completed chunks during decode; with several, each row is measured at
+  // every one, repetitions interleaved, and attention time is compared with the first.
+  std::vector<std::string> kv = {"f16"};
+  bool quick = false;  // one repetition and a smaller bandwidth buffer (CI smoke run)
 };
 
 struct EngineBenchRow {
+  std::string kv;
   std::string model, type;
   int threads = 0;
   size_t context = 0;

@@ -32,7 +32,9 @@ Runner AddBench(CLI::App& app) {
   cmd->add_option("--repetitions", o->repetitions, "runs per figure; the median is printed")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
-  cmd->add_option("--kv", o->kv, "KV precision of completed chunks during decode")
+  cmd->add_option("--kv", o->kv,
+                  "KV precisions of completed chunks during decode (several: each row at each, "
+                  "repetitions interleaved, attention compared with the first)")
       ->capture_default_str();
   cmd->add_flag("--quick", o->quick, "one repetition, small bandwidth buffer (smoke test)");
   cmd->add_option("--workload", *workload,
