@@ -97,10 +97,8 @@ TEST_F(EngineTest, GreedyTextMatchesGolden) {
 }
 
 TEST_F(EngineTest, LossMatchesGolden) {
-  std::ifstream in(testing::SharedPath("data/tinystories-valid.txt"), std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto stream = model_->tokenizer().Encode(text.str(), false);
+  const auto stream =
+      model_->tokenizer().Encode(testing::ReadSharedText("data/tinystories-valid.txt"), false);
   auto engine = MakeEngine();
   LossOptions options;
   options.window = 512;

@@ -19,11 +19,8 @@ class ReplayTest : public ::testing::Test {
     ASSERT_OK(loaded);
     model_ = std::move(loaded->model);
     engine_ = std::move(loaded->engine);
-    std::ifstream in(testing::SharedPath("data/tinystories-valid.txt"));
-    std::stringstream text;
-    text << in.rdbuf();
-    const std::vector<int32_t> corpus =
-        model_->tokenizer().Encode(text.str().substr(0, 20000), false);
+    const std::vector<int32_t> corpus = model_->tokenizer().Encode(
+        testing::ReadSharedText("data/tinystories-valid.txt").substr(0, 20000), false);
     TraceOptions o;
     o.pattern = SwitchPattern::kMarkov;
     o.contexts = 4;
@@ -178,13 +175,11 @@ TEST_F(ReplayTest, UnknownSystemAndForeignTokensAreInvalidArgument) {
 }
 
 TEST_F(ReplayTest, AccuracyRowsAreDeterministicAndOrdered) {
-  std::ifstream in(testing::SharedPath("data/tinystories-valid.txt"));
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = testing::ReadSharedText("data/tinystories-valid.txt");
   AccuracyOptions o;
   o.stories = 3;
   o.turns = 3;
-  auto stories = SelectStories(model_->tokenizer(), text.str(), o);
+  auto stories = SelectStories(model_->tokenizer(), text, o);
   ASSERT_OK(stories);
   std::vector<CompressionCase> cases = CompressionCases();
   auto a = EvaluateAccuracy(engine_.get(), *stories, cases, o);

@@ -26,10 +26,7 @@ class CompressionAccuracyTest : public ::testing::Test {
     model_ = std::move(loaded->model);
     engine_ = std::move(loaded->engine);
     // Stories are separated by blank lines; take the first ones of at least 300 tokens.
-    std::ifstream in(testing::SharedPath("data/tinystories-valid.txt"));
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string all = text.str(), story;
+    const std::string all = testing::ReadSharedText("data/tinystories-valid.txt");
     for (size_t start = 0; stories_.size() < kStories && start < all.size();) {
       size_t end = all.find("\n\n", start);
       if (end == std::string::npos) end = all.size();

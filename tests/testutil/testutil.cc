@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "hwy/targets.h"
 
@@ -11,6 +13,13 @@ namespace llms::testing {
 
 std::string SharedPath(const std::string& relative) {
   return std::string(LLMS_SHARED_DIR) + "/" + relative;
+}
+
+std::string ReadSharedText(const std::string& relative) {
+  std::ifstream in(SharedPath(relative), std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 std::string DefaultModelPath() { return SharedPath("models/stories260K.gguf"); }

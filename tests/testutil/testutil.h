@@ -35,6 +35,8 @@ const Status& ToStatus(const StatusOr<T>& s) {
 
 // `relative` inside ../shared (e.g. "models/stories260K.gguf").
 std::string SharedPath(const std::string& relative);
+// The whole text of a file inside ../shared ("data/tinystories-valid.txt"); empty if missing.
+std::string ReadSharedText(const std::string& relative);
 // The default model, ../shared/models/stories260K.gguf.
 std::string DefaultModelPath();
 

@@ -23,14 +23,12 @@ int RunPerplexity(const PerplexityFlags& f) {
   const auto level = ParseKvLevel(f.kv);
   if (!level)
     return Fail("perplexity", Status::InvalidArgument("--kv must be f16, int8, int4 or int2"));
-  std::ifstream in(f.file, std::ios::binary);
-  if (!in) return Fail("perplexity", Status::NotFound("cannot open text file " + f.file));
-  std::stringstream text;
-  text << in.rdbuf();
+  StatusOr<std::string> text = ReadTextFile(f.file);
+  if (!text.ok()) return Fail("perplexity", text.status());
   auto loaded = LoadModel(f.model);
   if (!loaded.ok()) return Fail("perplexity", loaded.status());
   Engine* engine = loaded->engine.get();
-  const std::vector<int32_t> stream = engine->model().tokenizer().Encode(text.str(), false);
+  const std::vector<int32_t> stream = engine->model().tokenizer().Encode(*text, false);
   LossOptions options;
   options.window = f.context;
   options.max_windows = f.windows;

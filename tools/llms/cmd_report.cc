@@ -52,11 +52,9 @@ class ProgressBar {
 };
 
 StatusOr<std::string> ReadText(const std::string& path, size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot open " + path + " (is ../shared/data there?)");
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string text = s.str();
+  StatusOr<std::string> read = ReadTextFile(path);
+  if (!read.ok()) return read.status();  // names the file: is ../shared/data there?
+  std::string text = std::move(read).value();
   if (max_bytes > 0 && text.size() > max_bytes) text.resize(max_bytes);
   return text;
 }
@@ -148,15 +146,8 @@ StatusOr<Trace> SaveTrace(const ReportSettings& s, const std::string& label, con
 
 Status PlanMain(const ReportSettings& s, const std::vector<AppSwitch>& switches, size_t vocab,
                 ModelPlan* plan, ReportData* data) {
-  const std::vector<std::string> all = {"none",
-                                        "llms",
-                                        "llms-no-compression",
-                                        "llms-no-pipeline",
-                                        "llms-no-lifecycle",
-                                        "lmk",
-                                        "swap",
-                                        "vllm-s",
-                                        "vllm-sq"};
+  std::vector<std::string> all = {"none"};  // no manager, then every policy
+  all.insert(all.end(), Policy::Names().begin(), Policy::Names().end());
   // The run without a manager (the paired cross-check and the decode baseline) only on the
   // headline trace: it costs a whole replay per trace.
   const std::vector<std::string> main4 = {"llms", "vllm-sq", "swap", "lmk"};

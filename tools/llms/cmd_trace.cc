@@ -30,11 +30,8 @@ Status RunTrace(TraceFlags f) {
     ModelOptions mo;
     mo.model = f.model;
     LLMS_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(mo));
-    std::ifstream in(f.text, std::ios::binary);
-    if (!in) return Status::NotFound("cannot open text file " + f.text);
-    std::stringstream s;
-    s << in.rdbuf();
-    corpus = m.model->tokenizer().Encode(s.str(), false);
+    LLMS_ASSIGN_OR_RETURN(std::string text, ReadTextFile(f.text));
+    corpus = m.model->tokenizer().Encode(text, false);
     f.vocab = m.model->config().vocab_size;
   }
   Trace t;

@@ -45,6 +45,9 @@ struct LoadedModel {
 // Loads the model and creates an engine; on failure prints "llms: <error>" and returns nullopt.
 StatusOr<LoadedModel> LoadModel(const ModelOptions& options);
 
+// The whole text of `path`; NotFound naming it when it cannot be opened.
+StatusOr<std::string> ReadTextFile(const std::string& path);
+
 // Prints "llms <command>: <status>" to stderr and returns exit code 1.
 int Fail(const std::string& command, const Status& status);
 

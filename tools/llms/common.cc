@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "tools/llms/commands.h"
 
@@ -50,6 +52,14 @@ StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
   engine_options.chunk_tokens = options.chunk_tokens;
   LLMS_ASSIGN_OR_RETURN(loaded.engine, Engine::Create(loaded.model.get(), engine_options));
   return loaded;
+}
+
+StatusOr<std::string> ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open text file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 int Fail(const std::string& command, const Status& status) {
