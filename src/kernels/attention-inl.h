@@ -73,6 +73,65 @@ HWY_INLINE hn::Vec<DF> DecodeRun(DF df, KvLevel level, const uint8_t* HWY_RESTRI
                     hn::Set(df, minv));
 }
 
+// On 16-lane targets int4 and int2 runs decode by table lookup: a vector's 16 codes are one
+// 64-bit (int4) or 32-bit (int2) word, broadcast to every lane and shifted so that each lane's
+// code sits in its low bits; one permute then picks scale * code + min from a 16-entry table.
+// That is 3 operations a vector where widening bytes to floats costs 8 or more, and the table's
+// entries are the same FMA as DecodeRun's, so the results are bitwise equal. A 64-bit lane can
+// shift its word only as a whole, so the int4 lanes come out in the order 0, 8, 1, 9, ..., 7,
+// 15 ("int4 order"); accumulators are permuted to and from it.
+template <class DF>
+constexpr bool kLookupDecode = !HWY_HAVE_SCALABLE && hn::MaxLanes(DF()) == 16;
+
+HWY_INLINE bool IsLookupLevel(KvLevel level) {
+  return level == KvLevel::kInt4 || level == KvLevel::kInt2;
+}
+
+// Lane i of the result holds lane order[i] of v, order[i] = i / 2 + 8 * (i % 2).
+template <class DF>
+HWY_INLINE hn::Vec<DF> ToInt4Order(DF df, hn::Vec<DF> v) {
+  alignas(64) static constexpr int32_t kOrder[16] = {0, 8,  1, 9,  2, 10, 3, 11,
+                                                     4, 12, 5, 13, 6, 14, 7, 15};
+  return hn::TableLookupLanes(v, hn::SetTableIndices(df, kOrder));
+}
+
+template <class DF>
+HWY_INLINE hn::Vec<DF> FromInt4Order(DF df, hn::Vec<DF> v) {
+  alignas(64) static constexpr int32_t kInverse[16] = {0, 2, 4, 6, 8, 10, 12, 14,
+                                                       1, 3, 5, 7, 9, 11, 13, 15};
+  return hn::TableLookupLanes(v, hn::SetTableIndices(df, kInverse));
+}
+
+// The 16 values a lane's low 4 bits select: scale * i + min for int4 and scale * (i & 3) + min
+// for int2, whose code is only the low 2 of those bits.
+template <class DF>
+HWY_INLINE hn::Vec<DF> CodeTable(DF df, KvLevel level, float scale, float minv) {
+  const hn::RebindToSigned<DF> di;
+  const auto codes =
+      level == KvLevel::kInt4 ? hn::Iota(di, 0) : hn::And(hn::Iota(di, 0), hn::Set(di, 3));
+  return hn::MulAdd(hn::Set(df, scale), hn::ConvertTo(df, codes), hn::Set(df, minv));
+}
+
+// The 16 values of an int4 or int2 run from index `first` (a multiple of 16), int4 in int4 order.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LookupRun(DF df, KvLevel level, const uint8_t* HWY_RESTRICT run,
+                                 size_t first, hn::Vec<DF> table) {
+  const hn::RebindToUnsigned<DF> du;
+  hn::Vec<decltype(du)> fields;
+  if (level == KvLevel::kInt4) {
+    const hn::Repartition<uint64_t, DF> d64;
+    uint64_t word;
+    std::memcpy(&word, run + first / 2, sizeof(word));
+    fields = hn::BitCast(du, hn::Set(d64, word) >> hn::ShiftLeft<2>(hn::Iota(d64, 0)));
+  } else {
+    uint32_t word;
+    std::memcpy(&word, run + first / 4, sizeof(word));
+    fields = hn::Set(du, word) >> hn::ShiftLeft<1>(hn::Iota(du, 0));
+  }
+  const auto index = hn::BitCast(hn::RebindToSigned<DF>(), hn::And(fields, hn::Set(du, 15)));
+  return hn::TableLookupLanes(table, hn::IndicesFromVec(df, index));
+}
+
 // Widens `n` f16 values (QuantParams fields: scale, min, scale, min, ...) at p to floats, with
 // the target's conversion: one instruction per vector where the scalar F16ToF32 branches per value.
 HWY_INLINE void DecodeParamsF32(const uint8_t* HWY_RESTRICT p, size_t n, float* HWY_RESTRICT out) {
@@ -93,7 +152,8 @@ HWY_INLINE void DecodeParamsF32(const uint8_t* HWY_RESTRICT p, size_t n, float* 
 // tokens [t0, t0 + Lanes) of the chunk, clipped to `valid`. One vector of tokens per
 // accumulator: each decoded key vector (one channel, Lanes tokens) serves all kR heads, so the
 // decode is paid once per n_rep FMAs.
-template <size_t kR, class DF>
+// kLookup: the chunk's level is int4 or int2 and the target decodes them with LookupRun.
+template <size_t kR, bool kLookup, class DF>
 HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t t0,
                             size_t valid, const float* HWY_RESTRICT q, float* HWY_RESTRICT scores,
                             size_t score_stride, const float* HWY_RESTRICT kparams) {
@@ -104,10 +164,20 @@ HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, 
   hn::Vec<DF> acc[kR];
   for (size_t r = 0; r < kR; ++r) acc[r] = hn::Zero(df);
   for (size_t d = 0; d < D; ++d) {
-    const size_t channel = a.kv_head * D + d;
-    const auto k =
-        DecodeRun(df, c.level, kvals + channel * run_bytes, t0, kparams[2 * d], kparams[2 * d + 1]);
+    const uint8_t* run = kvals + (a.kv_head * D + d) * run_bytes;
+    hn::Vec<DF> k;
+    if constexpr (kLookup) {
+      k = LookupRun(df, c.level, run, t0,
+                    CodeTable(df, c.level, kparams[2 * d], kparams[2 * d + 1]));
+    } else {
+      k = DecodeRun(df, c.level, run, t0, kparams[2 * d], kparams[2 * d + 1]);
+    }
     for (size_t r = 0; r < kR; ++r) acc[r] = hn::MulAdd(hn::Set(df, q[r * D + d]), k, acc[r]);
+  }
+  if constexpr (kLookup) {
+    if (c.level == KvLevel::kInt4) {
+      for (size_t r = 0; r < kR; ++r) acc[r] = FromInt4Order(df, acc[r]);
+    }
   }
   const size_t n = std::min(N, valid - t0);
   HWY_ALIGN float block[16];  // N <= 16
@@ -125,7 +195,7 @@ HWY_INLINE void ScoresBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, 
 
 // out[r][d0, d0 + Lanes) += sum_t p[r][start + t] * v_t over the chunk's first `valid` tokens,
 // for kR heads. Each decoded value vector serves all kR heads.
-template <size_t kR, class DF>
+template <size_t kR, bool kLookup, class DF>
 HWY_INLINE void ValuesBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, size_t d0,
                             size_t valid, const float* HWY_RESTRICT probs, size_t prob_stride,
                             float* HWY_RESTRICT out, const float* HWY_RESTRICT vparams) {
@@ -134,16 +204,29 @@ HWY_INLINE void ValuesBlock(DF df, const AttentionArgs& a, const KvChunkRef& c, 
   const size_t bits = static_cast<size_t>(KvLevelBits(c.level));
   const uint8_t* vvals = c.slice + L.VValuesOffset(c.level);
   const size_t ch = a.kv_head * D + d0;  // Lanes(df) divides the group, so one group's params
+  const bool int4_order = kLookup && c.level == KvLevel::kInt4;
   hn::Vec<DF> acc[kR];
-  for (size_t r = 0; r < kR; ++r) acc[r] = hn::LoadU(df, out + r * D + d0);
+  for (size_t r = 0; r < kR; ++r) {
+    acc[r] = hn::LoadU(df, out + r * D + d0);
+    if constexpr (kLookup) acc[r] = int4_order ? ToInt4Order(df, acc[r]) : acc[r];
+  }
   for (size_t t = 0; t < valid; ++t) {
     const float* p = vparams + 2 * (t * groups + ch / group);
-    const auto v = DecodeRun(df, c.level, vvals + t * W * bits / 8, ch, p[0], p[1]);
+    const uint8_t* run = vvals + t * W * bits / 8;
+    hn::Vec<DF> v;
+    if constexpr (kLookup) {
+      v = LookupRun(df, c.level, run, ch, CodeTable(df, c.level, p[0], p[1]));
+    } else {
+      v = DecodeRun(df, c.level, run, ch, p[0], p[1]);
+    }
     const float* pt = probs + c.start_pos + t;
     for (size_t r = 0; r < kR; ++r)
       acc[r] = hn::MulAdd(hn::Set(df, pt[r * prob_stride]), v, acc[r]);
   }
-  for (size_t r = 0; r < kR; ++r) hn::StoreU(acc[r], df, out + r * D + d0);
+  for (size_t r = 0; r < kR; ++r) {
+    if constexpr (kLookup) acc[r] = int4_order ? FromInt4Order(df, acc[r]) : acc[r];
+    hn::StoreU(acc[r], df, out + r * D + d0);
+  }
 }
 
 // Calls fn(kR constant, first head) over the n_rep heads in groups of 8, 4, 2 and 1: 8
@@ -165,10 +248,17 @@ HWY_INLINE void ChunkScores(DF df, const AttentionArgs& a, const KvChunkRef& c, 
   if (c.level != KvLevel::kF16) {  // the head's channels' (scale, min), widened once per chunk
     DecodeParamsF32(c.slice + a.kv_head * D * sizeof(QuantParams), 2 * D, kparams);
   }
+  const bool lookup = kLookupDecode<DF> && IsLookupLevel(c.level);
   for (size_t t0 = 0; t0 < valid; t0 += hn::Lanes(df)) {
     ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
-      ScoresBlock<decltype(kR)::value>(df, a, c, t0, valid, q + r * D, scores + r * score_stride,
-                                       score_stride, kparams);
+      constexpr size_t R = decltype(kR)::value;
+      float* dst = scores + r * score_stride;
+      if (lookup) {
+        ScoresBlock<R, kLookupDecode<DF>>(df, a, c, t0, valid, q + r * D, dst, score_stride,
+                                          kparams);
+      } else {
+        ScoresBlock<R, false>(df, a, c, t0, valid, q + r * D, dst, score_stride, kparams);
+      }
     });
   }
 }
@@ -183,10 +273,17 @@ HWY_INLINE void ChunkValues(DF df, const AttentionArgs& a, const KvChunkRef& c, 
     DecodeParamsF32(c.slice + L.VParamsOffset(c.level), 2 * valid * (L.width() / L.v_group()),
                     vparams);
   }
+  const bool lookup = kLookupDecode<DF> && IsLookupLevel(c.level);
   for (size_t d0 = 0; d0 < D; d0 += hn::Lanes(df)) {
     ForHeadGroups(a.n_rep, [&](auto kR, size_t r) HWY_ATTR {
-      ValuesBlock<decltype(kR)::value>(df, a, c, d0, valid, probs + r * prob_stride, prob_stride,
-                                       out + r * D, vparams);
+      constexpr size_t R = decltype(kR)::value;
+      const float* p = probs + r * prob_stride;
+      if (lookup) {
+        ValuesBlock<R, kLookupDecode<DF>>(df, a, c, d0, valid, p, prob_stride, out + r * D,
+                                          vparams);
+      } else {
+        ValuesBlock<R, false>(df, a, c, d0, valid, p, prob_stride, out + r * D, vparams);
+      }
     });
   }
 }
@@ -204,7 +301,10 @@ HWY_INLINE void PrefetchChunk(const AttentionArgs& a, const KvChunkRef& c, bool 
     const size_t run_bytes = L.chunk_tokens * bits / 8;
     const uint8_t* k = c.slice + L.KValuesOffset(c.level) + a.kv_head * D * run_bytes;
     for (size_t b = 0; b < D * run_bytes; b += 64) hwy::Prefetch(k + b);
-    if (quantized) hwy::Prefetch(c.slice + a.kv_head * D * sizeof(QuantParams));
+    if (quantized) {  // the head's D channel params: 4 cache lines when D is 64
+      const uint8_t* p = c.slice + a.kv_head * D * sizeof(QuantParams);
+      for (size_t b = 0; b < D * sizeof(QuantParams); b += 64) hwy::Prefetch(p + b);
+    }
     return;
   }
   const size_t row_bytes = L.width() * bits / 8, head_bytes = D * bits / 8;

@@ -69,6 +69,38 @@ TEST(AttentionTest, MixedPrecisionMatchesF32Reference) {
   });
 }
 
+// Every chunk at one level, so each level's decode path (on 16-lane targets int4 and int2 go
+// through a table lookup with permuted lanes) is checked on its own, with chunks of 16 and 32.
+TEST(AttentionTest, EachLevelAloneMatchesF32Reference) {
+  testing::ForEachTarget([&](const char* target) {
+    for (size_t chunk_tokens : {size_t{16}, size_t{32}}) {
+      const KvLayout layout{2, 64, chunk_tokens};
+      const size_t n_rep = 8, tokens = 3 * chunk_tokens + 5, n = layout.width() * chunk_tokens;
+      for (int l = 0; l < kNumKvLevels; ++l) {
+        const auto level = static_cast<KvLevel>(l);
+        std::vector<std::vector<uint8_t>> storage;
+        std::vector<KvChunkRef> refs;
+        for (size_t start = 0; start < tokens; start += chunk_tokens) {
+          const size_t valid = std::min(chunk_tokens, tokens - start);
+          auto k = testing::RandomFloats(n, static_cast<uint32_t>(start), -2, 2);
+          auto v = testing::RandomFloats(n, static_cast<uint32_t>(start + 7), -1, 1);
+          storage.emplace_back(layout.LayerBytes(level));
+          EncodeKvSlice(layout, level, k.data(), v.data(), valid, storage.back().data());
+          refs.push_back({level, storage.back().data(), start, valid});
+        }
+        const AttentionArgs args{&layout, 1, n_rep, tokens - 1, 0.125f};
+        auto q = testing::RandomFloats(n_rep * layout.head_dim, 3, -1, 1);
+        std::vector<float> out(q.size()), ref(q.size());
+        std::vector<float> scratch(AttentionScratchFloats(layout, n_rep, tokens - 1));
+        AttendGroup(args, refs, q.data(), out.data(), scratch.data(), nullptr);
+        AttendGroupRef(args, refs, q.data(), ref.data(), nullptr);
+        EXPECT_LT(testing::MaxRelativeError(out.data(), ref.data(), out.size()), 1e-5)
+            << target << " " << KvLevelName(level) << " chunk " << chunk_tokens;
+      }
+    }
+  });
+}
+
 TEST(AttentionTest, SingleKeyGivesItsValue) {
   const KvLayout layout{1, 8, 8};
   std::vector<float> k(64, 0.0f), v(64, 0.0f);
