@@ -105,7 +105,7 @@ Policy Uniform(KvLevel level) {
   return p;
 }
 
-TEST_F(CompressionAccuracyTest, ToleranceAwareBeatsUniformInt4AtTheSameSize) {
+TEST_F(CompressionAccuracyTest, ToleranceAwareIsNearF16AndNoWorseThanInt4AtTheSameSize) {
   ASSERT_EQ(stories_.size(), kStories);
   const Outcome f16 = Run(Uniform(KvLevel::kF16));
   const Outcome int8 = Run(Uniform(KvLevel::kInt8));
