@@ -20,6 +20,14 @@ double Seconds(Clock::time_point since) {
 
 bool Coarser(KvLevel a, KvLevel b) { return KvLevelBits(a) < KvLevelBits(b); }
 
+size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+size_t MissingChunks(const KvCache& cache) {
+  size_t missing = 0;
+  for (size_t i = 0; i < cache.num_chunks(); ++i) missing += cache.chunk(i) == nullptr ? 1 : 0;
+  return missing;
+}
+
 }  // namespace
 
 KvManager::KvManager(Passkey, Engine* engine, ChunkStore* store, const KvManagerOptions& options)
@@ -234,11 +242,14 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
   CallStats& stats = result.stats;
   const size_t old_kv = ctx->cache->num_tokens();
   const size_t new_rows = ctx->tokens.size() + prompt.size() - old_kv;
+  const std::vector<size_t> pieces = PromptPieces(*ctx, prompt.size(), old_kv);
+  // The restore shares the first piece's pass.
+  const size_t first_rows = new_rows - (prompt.size() - pieces.front());
   Status s;
   for (int attempt = 0; attempt < 2; ++attempt) {
     Restore restore;
     stats = CallStats{};
-    s = PrepareRestore(ctx, new_rows, &restore, &stats, start);
+    s = PrepareRestore(ctx, first_rows, &restore, &stats, start);
     GenerateOptions g = options;
     g.prefill.recompute_chunks = restore.recompute;
     double io_wait = 0, writes_before = 0, prefill_writes = 0;
@@ -272,8 +283,9 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     }
     const double setup = Seconds(start);
     const double setup_io = restore.io_start_seconds;
+    double first_prefill = 0;
     StatusOr<GenerateResult> gen =
-        s.ok() ? Generate(engine_, ctx->cache.get(), &ctx->tokens, prompt, g, on_text) : s;
+        s.ok() ? GenerateInPieces(ctx, prompt, pieces, g, on_text, &first_prefill) : s;
     if (restore.io.joinable()) restore.io.join();
     if (gen.ok()) {
       result.generation = std::move(gen).value();
@@ -290,12 +302,11 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
         const size_t first = c * ctx->cache->chunk_tokens();
         recomputed_rows += std::min(ctx->cache->chunk_tokens(), old_kv - std::min(old_kv, first));
       }
-      const double compute =
-          std::max(0.0, result.generation.prefill_seconds - io_wait - prefill_writes);
+      const double compute = std::max(0.0, first_prefill - io_wait - prefill_writes);
       stats.restore_seconds =
           setup + io_wait + prefill_writes +
           compute * static_cast<double>(recomputed_rows) /
-              static_cast<double>(std::max<size_t>(1, recomputed_rows + new_rows));
+              static_cast<double>(std::max<size_t>(1, recomputed_rows + first_rows));
       s = Status::Ok();
       break;
     }
@@ -319,6 +330,127 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
   calling_ = 0;
   if (!s.ok()) return s;
   return result;
+}
+
+// A call's new chunks are f16 until it ends, so a long prompt can need more than the budget
+// even when its context, compressed, fits easily. Then the prompt is computed in pieces of a
+// few chunks, and between pieces the finished chunks are compressed to their planned levels.
+// One piece (the whole prompt) when the call fits at f16 or the policy does not compress.
+std::vector<size_t> KvManager::PromptPieces(const Context& ctx, size_t prompt_size, size_t old_kv) {
+  const Policy& p = options_.policy;
+  const KvLayout& L = engine_->kv_layout();
+  const size_t T = L.chunk_tokens,
+               f16_chunk = L.LayerBytes(KvLevel::kF16) * ctx.cache->num_layers();
+  const size_t total_tokens = ctx.tokens.size() + prompt_size;
+  const size_t new_chunks = CeilDiv(total_tokens, T) - ctx.cache->num_chunks();
+  const bool compresses =
+      p.compression != CompressionMode::kUniform || p.uniform_level != KvLevel::kF16;
+  // Worst case: every missing chunk recomputed at f16.
+  const size_t need =
+      ctx.cache->ResidentBytes() + f16_chunk * new_chunks + f16_chunk * MissingChunks(*ctx.cache);
+  if (!compresses || need <= budget_.limit() || prompt_size == 0) return {prompt_size};
+  // A quarter of the budget at f16 per piece leaves room for the context's compressed chunks.
+  const size_t piece_tokens = T * std::max<size_t>(1, budget_.limit() / 4 / f16_chunk);
+  const size_t pending = ctx.tokens.size() - old_kv;  // computed with the first piece
+  std::vector<size_t> pieces;
+  size_t end = (old_kv / T) * T + piece_tokens;  // KV position where the first piece ends
+  size_t done = 0;
+  while (done < prompt_size) {
+    const size_t rows_so_far = done + pending, target = end - old_kv;
+    const size_t room = target > rows_so_far ? target - rows_so_far : 0;
+    const size_t take = std::min(prompt_size - done, std::max<size_t>(1, room));
+    pieces.push_back(take);
+    done += take;
+    end += piece_tokens;
+  }
+  return pieces;
+}
+
+// Generate over the prompt in `pieces`: the first piece's pass carries options.prefill (the
+// restore), the last one generates; between pieces the context's finished new chunks are
+// compressed (its older chunks are pinned, so a failure can drop the new ones and leave the
+// context as it was). *first_piece_seconds: the first pass's prefill time.
+StatusOr<GenerateResult> KvManager::GenerateInPieces(
+    Context* ctx, std::span<const int32_t> prompt, std::span<const size_t> pieces,
+    const GenerateOptions& options, const std::function<bool(std::string_view)>& on_text,
+    double* first_piece_seconds) {
+  if (pieces.size() == 1) {
+    auto r = Generate(engine_, ctx->cache.get(), &ctx->tokens, prompt, options, on_text);
+    if (r.ok()) *first_piece_seconds = r->prefill_seconds;
+    return r;
+  }
+  const size_t tokens_before = ctx->tokens.size(), kv_before = ctx->cache->num_tokens();
+  const size_t states_before = ctx->chunks.size(), T = ctx->cache->chunk_tokens();
+  GenerateResult total;
+  size_t done = 0;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const bool last = k + 1 == pieces.size();
+    GenerateOptions g = options;
+    if (k > 0) {  // keep only the hook that accounts for evictions before the first layer
+      auto hook = options.prefill.before_layer;
+      g.prefill = ForwardOptions{};
+      if (hook) {
+        g.prefill.before_layer = [hook](size_t layer) -> Status {
+          return layer == 0 ? hook(0) : Status::Ok();
+        };
+      }
+    }
+    if (!last) {
+      g.max_tokens = 0;
+      g.state = nullptr;
+      g.yield_after = 0;
+    }
+    auto r = Generate(engine_, ctx->cache.get(), &ctx->tokens, prompt.subspan(done, pieces[k]), g,
+                      last ? on_text : nullptr);
+    if (!r.ok()) {
+      if (k > 0) RollBackPieces(ctx, tokens_before, kv_before, states_before);
+      return r.status();
+    }
+    if (k == 0) *first_piece_seconds = r->prefill_seconds;
+    total.prompt_tokens += r->prompt_tokens;
+    total.prefill_seconds += r->prefill_seconds;
+    total.prompt_logits.insert(total.prompt_logits.end(), r->prompt_logits.begin(),
+                               r->prompt_logits.end());
+    done += pieces[k];
+    if (last) {
+      total.tokens = std::move(r->tokens);
+      total.text = std::move(r->text);
+      total.stop_reason = std::move(r->stop_reason);
+      total.decode_seconds = r->decode_seconds;
+      break;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ctx->chunks.resize(ctx->cache->num_chunks());
+    for (size_t i = kv_before / T; i < ctx->chunks.size(); ++i) {
+      if (const KvChunk* chunk = ctx->cache->chunk(i)) ctx->chunks[i].density = chunk->Density();
+    }
+    Compress(ctx);
+  }
+  return total;
+}
+
+// Undoes the pieces of a failed call: the new tokens and chunks go. The chunk that was partly
+// filled before the call (f16 then) may have been filled and compressed by now; it is dropped,
+// to be read from flash (where its pre-call copy is) or recomputed from the text.
+void KvManager::RollBackPieces(Context* ctx, size_t tokens_before, size_t kv_before,
+                               size_t states_before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ctx->tokens.resize(tokens_before);
+  ctx->cache->Truncate(kv_before);
+  ctx->chunks.resize(states_before);
+  const size_t partial = kv_before / ctx->cache->chunk_tokens();
+  const KvChunk* chunk = ctx->cache->chunk(partial);
+  if (kv_before % ctx->cache->chunk_tokens() == 0 || chunk == nullptr ||
+      chunk->level() == KvLevel::kF16) {
+    return;
+  }
+  queues_.Remove({ctx->id, static_cast<uint32_t>(partial)});
+  ctx->cache->TakeChunk(partial);
+  ChunkState& s = ctx->chunks[partial];
+  s.level = KvLevel::kF16;
+  // Compress counted the conversion as a new version; the flash copy, if any, is the pre-call one.
+  s.dirty = false;
+  s.on_flash = s.on_flash && s.meta.valid_tokens == kv_before % ctx->cache->chunk_tokens();
 }
 
 void KvManager::AfterCall(Context* ctx) {

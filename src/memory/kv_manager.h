@@ -155,7 +155,15 @@ class KvManager : private KvChunkAllocator {
   Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
                         std::chrono::steady_clock::time_point call_start);
   void ReadWholeChunks(Context* ctx, Restore* restore);
+  std::vector<size_t> PromptPieces(const Context& ctx, size_t prompt_size, size_t old_kv);
+  StatusOr<GenerateResult> GenerateInPieces(Context* ctx, std::span<const int32_t> prompt,
+                                            std::span<const size_t> pieces,
+                                            const GenerateOptions& options,
+                                            const std::function<bool(std::string_view)>& on_text,
+                                            double* first_piece_seconds);
+  void RollBackPieces(Context* ctx, size_t tokens_before, size_t kv_before, size_t states_before);
   void AfterCall(Context* ctx);
+  // Plans levels and converts chunks (this context's, or every context's in global mode).
   void Compress(Context* ctx);
   void QueueWrites(Context* ctx);
   void WriterLoop();

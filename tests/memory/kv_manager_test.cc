@@ -3,9 +3,11 @@
 // fallback, and the baselines' policies.
 #include "memory/kv_manager.h"
 
+#include <cstdio>
 #include <fstream>
 #include <random>
 
+#include "engine/perplexity.h"
 #include "testutil/testutil.h"
 
 namespace llms {
@@ -191,6 +193,65 @@ TEST_F(KvManagerTest, ContextLargerThanTheBudgetIsAClearError) {
   ASSERT_OK(tokens);
   EXPECT_EQ(tokens->size(), 1u);
   EXPECT_OK(CallFor(*id, Story(0, 8), 1));
+}
+
+// A prompt whose new chunks need more than the budget at f16, but whose context fits once
+// compressed, is computed in pieces with the finished chunks compressed in between; its
+// predictions stay close to an unconstrained run's, and an uncompressed policy still refuses.
+TEST_F(KvManagerTest, LongPromptFitsTheBudgetOnceCompressed) {
+  const auto prompt = Story(0, 100);  // 101 positions with BOS: 7 chunks, 6 of them full
+  const size_t budget = 4 * ChunkBytes(KvLevel::kF16);
+  auto mean_nll = [&](const CallResult& r) {
+    const size_t vocab = model_->config().vocab_size;
+    double nll = 0;
+    for (size_t j = 0; j < prompt.size(); ++j) {  // row 0 is the pending BOS
+      nll += NegativeLogLikelihood(std::span(r.generation.prompt_logits).subspan(j * vocab, vocab),
+                                   prompt[j]);
+    }
+    return nll / static_cast<double>(prompt.size());
+  };
+  OpenManager(Uncompressed(RestoreMode::kPipelined), size_t{64} << 20);
+  auto id = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(id);
+  auto unconstrained = CallFor(*id, prompt, 4);
+  ASSERT_OK(unconstrained);
+
+  OpenManager(Uncompressed(RestoreMode::kPipelined), budget);
+  id = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(id);
+  auto refused = CallFor(*id, prompt, 4);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+
+  OpenManager(Policy::Llms(), budget);
+  id = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(id);
+  auto pieces = CallFor(*id, prompt, 4);
+  ASSERT_OK(pieces);
+  ASSERT_OK(manager_->CheckInvariants());
+  EXPECT_LE(manager_->budget().peak(), budget);
+  EXPECT_EQ(pieces->generation.prompt_tokens, prompt.size() + 1);
+  EXPECT_EQ(pieces->generation.tokens.size(), 4u);
+  auto tokens = manager_->ContextTokens(kApp, *id);
+  ASSERT_OK(tokens);
+  EXPECT_EQ(tokens->size(), 1 + prompt.size() + 4);
+  const double f16 = mean_nll(*unconstrained), compressed = mean_nll(*pieces);
+  std::printf("prompt loss: f16 unconstrained %.6f, in pieces under %zu bytes %.6f\n", f16, budget,
+              compressed);
+  EXPECT_LT(compressed, f16 * 1.02);
+  // A prompt that cannot fit even compressed fails after some pieces ran: the context is left
+  // as it was (its partly filled last chunk, compressed meanwhile, is dropped and recomputed).
+  auto too_long = CallFor(*id, Story(100, 400), 1);
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_EQ(too_long.status().code(), StatusCode::kResourceExhausted);
+  ASSERT_OK(manager_->CheckInvariants());
+  auto after = manager_->ContextTokens(kApp, *id);
+  ASSERT_OK(after);
+  EXPECT_EQ(*after, *tokens);
+  auto next = CallFor(*id, Story(100, 20), 2);
+  ASSERT_OK(next);
+  ASSERT_OK(manager_->CheckInvariants());
+  EXPECT_EQ(next->generation.prompt_tokens, 21u);  // the pending token and the 20 new ones
 }
 
 TEST_F(KvManagerTest, ContextsSurviveReopenAndContinueFromFlash) {
