@@ -349,8 +349,13 @@ std::vector<size_t> KvManager::PromptPieces(const Context& ctx, size_t prompt_si
   const size_t need =
       ctx.cache->ResidentBytes() + f16_chunk * new_chunks + f16_chunk * MissingChunks(*ctx.cache);
   if (!compresses || need <= budget_.limit() || prompt_size == 0) return {prompt_size};
-  // A quarter of the budget at f16 per piece leaves room for the context's compressed chunks.
-  const size_t piece_tokens = T * std::max<size_t>(1, budget_.limit() / 4 / f16_chunk);
+  // A piece's f16 chunks take at most a quarter of the budget, and at most half of what the
+  // context leaves free (worst case, missing chunks recomputed at f16): the rest is room for the
+  // chunks the pieces compress.
+  const size_t context_bytes = need - f16_chunk * new_chunks;
+  const size_t free_bytes = budget_.limit() > context_bytes ? budget_.limit() - context_bytes : 0;
+  const size_t piece_tokens =
+      T * std::max<size_t>(1, std::min(budget_.limit() / 4, free_bytes / 2) / f16_chunk);
   const size_t pending = ctx.tokens.size() - old_kv;  // computed with the first piece
   std::vector<size_t> pieces;
   size_t end = (old_kv / T) * T + piece_tokens;  // KV position where the first piece ends
