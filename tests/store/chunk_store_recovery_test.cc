@@ -12,32 +12,16 @@
 
 #include "env/fault_env.h"
 #include "store/chunk_store.h"
+#include "testutil/store_util.h"
 #include "testutil/testutil.h"
 
 namespace llms {
 namespace {
 
+using testing::ExpectChunk;
+using testing::Meta;
+using testing::Payload;
 using testing::TempDir;
-
-ChunkMeta Meta(uint64_t context_id, uint32_t chunk_index, uint32_t num_layers,
-               uint32_t layer_bytes) {
-  ChunkMeta m;
-  m.context_id = context_id;
-  m.chunk_index = chunk_index;
-  m.num_layers = num_layers;
-  m.layer_bytes = layer_bytes;
-  return m;
-}
-
-std::vector<uint8_t> Payload(const ChunkMeta& m, uint64_t seed) {
-  return testing::RandomBytes(m.data_bytes(), seed);
-}
-
-void ExpectChunk(ChunkStore* store, const ChunkMeta& m, const std::vector<uint8_t>& want) {
-  std::vector<uint8_t> got(m.data_bytes());
-  ASSERT_OK(store->ReadChunk(m, got));
-  EXPECT_EQ(got, want) << "context " << m.context_id << " chunk " << m.chunk_index;
-}
 
 void FlipByte(const std::string& path, uint64_t offset) {
   const int fd = open(path.c_str(), O_RDWR);

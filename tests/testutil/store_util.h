@@ -1,0 +1,47 @@
+// Chunk helpers shared by the store tests: a chunk's metadata, a seeded payload for it, and a
+// check that reads it back whole and layer by layer.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "store/chunk_store.h"
+#include "testutil/testutil.h"
+
+namespace llms::testing {
+
+inline ChunkMeta Meta(uint64_t context_id, uint32_t chunk_index, uint32_t num_layers,
+                      uint32_t layer_bytes) {
+  ChunkMeta m;
+  m.context_id = context_id;
+  m.chunk_index = chunk_index;
+  m.level = 2;
+  m.num_layers = num_layers;
+  m.layer_bytes = layer_bytes;
+  m.valid_tokens = 16;
+  m.density = 0.125f;
+  m.stats = {1, 2, 3, static_cast<uint8_t>(chunk_index)};
+  return m;
+}
+
+inline std::vector<uint8_t> Payload(const ChunkMeta& m, uint64_t seed) {
+  return RandomBytes(m.data_bytes(), seed);
+}
+
+// Reads the whole chunk and each layer alone; both must equal `want`.
+inline void ExpectChunk(ChunkStore* store, const ChunkMeta& m, const std::vector<uint8_t>& want) {
+  std::vector<uint8_t> got(m.data_bytes());
+  ASSERT_OK(store->ReadChunk(m, got));
+  EXPECT_EQ(got, want) << "context " << m.context_id << " chunk " << m.chunk_index;
+  std::vector<uint8_t> layer(m.layer_bytes);
+  for (uint32_t l = 0; l < m.num_layers; ++l) {
+    ASSERT_OK(store->ReadLayer(m, l, layer));
+    EXPECT_TRUE(std::equal(layer.begin(), layer.end(), want.begin() + size_t{l} * m.layer_bytes))
+        << "layer " << l;
+  }
+}
+
+}  // namespace llms::testing
