@@ -20,8 +20,6 @@ double Seconds(Clock::time_point since) {
 
 bool Coarser(KvLevel a, KvLevel b) { return KvLevelBits(a) < KvLevelBits(b); }
 
-size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
-
 size_t MissingChunks(const KvCache& cache) {
   size_t missing = 0;
   for (size_t i = 0; i < cache.num_chunks(); ++i) missing += cache.chunk(i) == nullptr ? 1 : 0;

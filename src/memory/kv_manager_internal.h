@@ -76,4 +76,6 @@ inline void UnpackStats(const std::vector<uint8_t>& in, size_t tokens, std::vect
   std::memcpy(count->data(), in.data() + tokens * sizeof(float), tokens * sizeof(float));
 }
 
+inline size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
 }  // namespace llms

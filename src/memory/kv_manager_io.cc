@@ -12,8 +12,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
-
 // Layers per read request of the restore pipeline: enough for kPipelineReadBytes (below that the
 // device is latency-bound: docs/store_format.md), at most all of them.
 constexpr size_t kPipelineReadBytes = size_t{64} << 10;

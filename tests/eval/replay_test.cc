@@ -12,13 +12,11 @@
 namespace llms {
 namespace {
 
-class ReplayTest : public ::testing::Test {
+class ReplayTest : public testing::DefaultEngineTest {
  protected:
   static void SetUpTestSuite() {
-    auto loaded = testing::LoadDefaultEngine();
-    ASSERT_OK(loaded);
-    model_ = std::move(loaded->model);
-    engine_ = std::move(loaded->engine);
+    DefaultEngineTest::SetUpTestSuite();
+    if (engine_ == nullptr) return;
     const std::vector<int32_t> corpus = model_->tokenizer().Encode(
         testing::ReadSharedText("data/tinystories-valid.txt").substr(0, 20000), false);
     TraceOptions o;
@@ -38,10 +36,6 @@ class ReplayTest : public ::testing::Test {
     cost_.read_seconds_per_byte = 1 / 1e9;
     cost_.bulk_read_seconds_per_byte = 1 / 2e9;
   }
-  static void TearDownTestSuite() {
-    engine_.reset();
-    model_.reset();
-  }
 
   static ReplayResult Run(const std::string& system, double budget_fraction = 0.4) {
     testing::TempDir dir;
@@ -56,8 +50,6 @@ class ReplayTest : public ::testing::Test {
     return r.ok() ? std::move(r).value() : ReplayResult{};
   }
 
-  inline static std::unique_ptr<LlamaModel> model_;
-  inline static std::unique_ptr<Engine> engine_;
   inline static Trace trace_;
   inline static CostModel cost_;
 };

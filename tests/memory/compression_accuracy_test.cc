@@ -18,13 +18,11 @@ struct Outcome {
   double bits = 0;  // mean nominal bits per value of the compressed chunks
 };
 
-class CompressionAccuracyTest : public ::testing::Test {
+class CompressionAccuracyTest : public testing::DefaultEngineTest {
  protected:
   static void SetUpTestSuite() {
-    auto loaded = testing::LoadDefaultEngine();
-    ASSERT_OK(loaded);
-    model_ = std::move(loaded->model);
-    engine_ = std::move(loaded->engine);
+    DefaultEngineTest::SetUpTestSuite();
+    if (engine_ == nullptr) return;
     // Stories are separated by blank lines; take the first ones of at least 300 tokens.
     const std::string all = testing::ReadSharedText("data/tinystories-valid.txt");
     for (size_t start = 0; stories_.size() < kStories && start < all.size();) {
@@ -37,10 +35,6 @@ class CompressionAccuracyTest : public ::testing::Test {
       }
       start = end + 2;
     }
-  }
-  static void TearDownTestSuite() {
-    engine_.reset();
-    model_.reset();
   }
 
   // Runs every story through one manager with `policy`; returns the mean NLL of all scored
@@ -93,8 +87,6 @@ class CompressionAccuracyTest : public ::testing::Test {
   }
 
   static constexpr size_t kStories = 12, kTurns = 8, kTurnTokens = 40;
-  inline static std::unique_ptr<LlamaModel> model_;
-  inline static std::unique_ptr<Engine> engine_;
   inline static std::vector<std::vector<int32_t>> stories_;
 };
 

@@ -16,19 +16,8 @@ namespace {
 constexpr char kApp[] = "com.example.notes";
 const std::vector<int32_t> kBos = {1};
 
-class KvManagerTest : public ::testing::Test {
+class KvManagerTest : public testing::DefaultEngineTest {
  protected:
-  static void SetUpTestSuite() {
-    auto loaded = testing::LoadDefaultEngine();
-    ASSERT_OK(loaded);
-    model_ = std::move(loaded->model);
-    engine_ = std::move(loaded->engine);
-  }
-  static void TearDownTestSuite() {
-    engine_.reset();
-    model_.reset();
-  }
-
   void OpenManager(Policy policy, size_t budget, bool background = false,
                    CostModel cost = CostModel{}) {
     manager_.reset();
@@ -82,8 +71,6 @@ class KvManagerTest : public ::testing::Test {
     return engine_->kv_layout().LayerBytes(level) * model_->config().n_layers;
   }
 
-  inline static std::unique_ptr<LlamaModel> model_;
-  inline static std::unique_ptr<Engine> engine_;
   testing::TempDir dir_;
   std::unique_ptr<ChunkStore> store_;
   std::unique_ptr<KvManager> manager_;

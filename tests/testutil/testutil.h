@@ -48,6 +48,25 @@ struct DefaultEngine {
 };
 StatusOr<DefaultEngine> LoadDefaultEngine();
 
+// A test suite over the default model and engine, loaded once per suite into model_ and
+// engine_. A suite with more to set up calls DefaultEngineTest::SetUpTestSuite() first and
+// returns if engine_ is still null.
+class DefaultEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto loaded = LoadDefaultEngine();
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    model_ = std::move(loaded->model);
+    engine_ = std::move(loaded->engine);
+  }
+  static void TearDownTestSuite() {
+    engine_.reset();
+    model_.reset();
+  }
+  inline static std::unique_ptr<LlamaModel> model_;
+  inline static std::unique_ptr<Engine> engine_;
+};
+
 // A fresh directory under $TMPDIR, removed with its contents on destruction.
 class TempDir {
  public:
