@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "engine/engine.h"
 #include "store/chunk_store.h"
@@ -81,10 +82,33 @@ StatusOr<double> TimeChunkReads(ChunkStore* store, const std::vector<ChunkMeta>&
   return Seconds(start) / static_cast<double>(bytes);
 }
 
-// Fits layer-wise read time = bytes * b + requests * r from batched reads of the largest (f16)
-// and the smallest (int2) layer slices this model has, as the restore pipeline issues them; and
-// the bulk read time per byte from whole-chunk reads of the f16 chunks.
-Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
+// Sets layer-wise read time = bytes * b + requests * r from the seconds per layer read of slices
+// of `big` and `small` bytes (equal sizes: per byte only, the request cost kept).
+void FitLayerReads(double t_big, size_t big, double t_small, size_t small, CostModel* cost) {
+  const double per_byte =
+      big > small ? std::max(0.0, (t_big - t_small) / static_cast<double>(big - small)) : 0.0;
+  cost->read_seconds_per_byte = per_byte > 0 ? per_byte : t_big / static_cast<double>(big);
+  if (big > small) {
+    cost->read_seconds_per_request =
+        std::max(0.0, t_big - static_cast<double>(big) * cost->read_seconds_per_byte);
+  }
+}
+
+// Times layer-wise and whole-chunk reads of `big` (the largest slices) and `small` chunks.
+Status TimeReads(ChunkStore* store, const std::vector<ChunkMeta>& big,
+                 const std::vector<ChunkMeta>& small, CostModel* cost) {
+  LLMS_ASSIGN_OR_RETURN(double t_big, TimeLayerReads(store, big));
+  LLMS_ASSIGN_OR_RETURN(double t_small, TimeLayerReads(store, small));
+  // Twice, timing the second: the first also allocates the store's bounce buffers.
+  LLMS_RETURN_IF_ERROR(TimeChunkReads(store, big).status());
+  LLMS_ASSIGN_OR_RETURN(cost->bulk_read_seconds_per_byte, TimeChunkReads(store, big));
+  FitLayerReads(t_big, big[0].layer_bytes, t_small, small[0].layer_bytes, cost);
+  return Status::Ok();
+}
+
+// Fits the read costs from batched reads of the largest (f16) and the smallest (int2) layer
+// slices this model has, as the restore pipeline issues them, written to a scratch context.
+Status MeasureScratchReads(Engine* engine, ChunkStore* store, CostModel* cost) {
   const KvLayout& layout = engine->kv_layout();
   const size_t layers = engine->config().n_layers;
   const size_t big = layout.LayerBytes(KvLevel::kF16), small = layout.LayerBytes(KvLevel::kInt2);
@@ -95,16 +119,7 @@ Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
                           WriteScratchChunks(store, scratch, 0, layers, big, kChunks));
     LLMS_ASSIGN_OR_RETURN(auto small_chunks,
                           WriteScratchChunks(store, scratch, kChunks, layers, small, kChunks));
-    LLMS_ASSIGN_OR_RETURN(double t_big, TimeLayerReads(store, big_chunks));
-    LLMS_ASSIGN_OR_RETURN(double t_small, TimeLayerReads(store, small_chunks));
-    // Twice, timing the second: the first also allocates the store's bounce buffers.
-    LLMS_RETURN_IF_ERROR(TimeChunkReads(store, big_chunks).status());
-    LLMS_ASSIGN_OR_RETURN(cost->bulk_read_seconds_per_byte, TimeChunkReads(store, big_chunks));
-    const double per_byte = std::max(0.0, (t_big - t_small) / static_cast<double>(big - small));
-    cost->read_seconds_per_byte = per_byte > 0 ? per_byte : t_big / static_cast<double>(big);
-    cost->read_seconds_per_request =
-        std::max(0.0, t_big - static_cast<double>(big) * cost->read_seconds_per_byte);
-    return Status::Ok();
+    return TimeReads(store, big_chunks, small_chunks, cost);
   };
   Status measured = measure();
   Status deleted = store->DeleteContext(scratch);
@@ -112,10 +127,40 @@ Status MeasureReads(Engine* engine, ChunkStore* store, CostModel* cost) {
   return deleted;
 }
 
+// The same fit from chunks the store already holds, writing nothing (a daemon must start on a
+// full disk): up to 16 chunks of the largest and of the smallest slice size found. With no
+// chunk stored, or one that fails to read, `cost` keeps its read figures.
+void MeasureStoredReads(ChunkStore* store, CostModel* cost) {
+  constexpr size_t kChunks = 16;
+  std::map<uint32_t, std::vector<ChunkMeta>> by_size;  // layer_bytes -> chunks
+  StatusOr<std::vector<ContextRecord>> contexts = store->ListContexts();
+  if (!contexts.ok()) return;
+  for (const ContextRecord& r : *contexts) {
+    StatusOr<std::vector<ChunkMeta>> chunks = store->ListChunks(r.id);
+    if (!chunks.ok()) continue;
+    for (ChunkMeta& m : *chunks) {
+      std::vector<ChunkMeta>& group = by_size[m.layer_bytes];
+      if (group.size() < kChunks && (group.empty() || group[0].num_layers == m.num_layers)) {
+        group.push_back(std::move(m));
+      }
+    }
+  }
+  if (by_size.empty()) return;
+  CostModel measured = *cost;
+  if (TimeReads(store, by_size.rbegin()->second, by_size.begin()->second, &measured).ok()) {
+    *cost = measured;
+  }
+}
+
 }  // namespace
 
 StatusOr<CostModel> CostModel::Measure(Engine* engine, ChunkStore* store) {
-  CostModel cost;
+  return Measure(engine, store, /*write_scratch=*/true, CostModel());
+}
+
+StatusOr<CostModel> CostModel::Measure(Engine* engine, ChunkStore* store, bool write_scratch,
+                                       const CostModel& defaults) {
+  CostModel cost = defaults;
   constexpr size_t kRows = 32, kPrefix = 256;
   // A first, untimed pass faults the weights in and warms the caches: timed cold, compute
   // read about 2x too slow and plans never recomputed (found by the trace replay).
@@ -125,7 +170,12 @@ StatusOr<CostModel> CostModel::Measure(Engine* engine, ChunkStore* store) {
   cost.compute_seconds_per_token = short_pass / kRows;
   cost.attend_seconds_per_token_pair =
       std::max(0.0, (long_pass - short_pass) / (static_cast<double>(kRows) * kPrefix));
-  if (store != nullptr) LLMS_RETURN_IF_ERROR(MeasureReads(engine, store, &cost));
+  if (store == nullptr) return cost;
+  if (write_scratch) {
+    LLMS_RETURN_IF_ERROR(MeasureScratchReads(engine, store, &cost));
+  } else {
+    MeasureStoredReads(store, &cost);
+  }
   return cost;
 }
 

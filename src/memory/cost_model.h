@@ -34,9 +34,13 @@ struct CostModel {
     return static_cast<double>(bytes) * bulk_read_seconds_per_byte;
   }
 
-  // Measures compute on `engine` (two short prefills) and reads on `store` (a scratch context
-  // written and read back, then deleted). With a null store only compute is measured.
-  static StatusOr<CostModel> Measure(Engine* engine, ChunkStore* store);
+  // Measures compute on `engine` (two short prefills) and reads on `store`: with
+  // `write_scratch`, of a scratch context written and read back, then deleted; without, of
+  // chunks the store already holds (nothing is written; `defaults`' read figures stay when it
+  // holds none). With a null store only compute is measured.
+  static StatusOr<CostModel> Measure(Engine* engine, ChunkStore* store, bool write_scratch,
+                                     const CostModel& defaults);
+  static StatusOr<CostModel> Measure(Engine* engine, ChunkStore* store);  // with scratch writes
 };
 
 // A missing chunk as the restore planner sees it.

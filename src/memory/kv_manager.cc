@@ -43,7 +43,9 @@ StatusOr<std::unique_ptr<KvManager>> KvManager::Open(Engine* engine, ChunkStore*
   }
   auto manager = std::make_unique<KvManager>(Passkey{}, engine, store, options);
   if (options.measure_cost) {
-    LLMS_ASSIGN_OR_RETURN(manager->cost_, CostModel::Measure(engine, store));
+    LLMS_ASSIGN_OR_RETURN(
+        manager->cost_,
+        CostModel::Measure(engine, store, options.measure_reads_with_scratch, options.cost));
   }
   if (store != nullptr) LLMS_RETURN_IF_ERROR(manager->LoadFromStore());
   if (options.background_writer && store != nullptr) {
@@ -63,39 +65,6 @@ KvManager::~KvManager() {
   contexts_.clear();
 }
 
-Status KvManager::LoadFromStore() {
-  LLMS_ASSIGN_OR_RETURN(std::vector<ContextRecord> records, store_->ListContexts());
-  const size_t T = engine_->kv_layout().chunk_tokens;
-  for (ContextRecord& r : records) {
-    auto ctx = std::make_unique<Context>();
-    ctx->id = r.id;
-    ctx->app = r.app;
-    ctx->tokens = std::move(r.tokens);
-    ctx->cache = engine_->NewCache(this);
-    // settings holds how many tokens have KV; the rest of the text is recomputed when needed.
-    size_t kv_tokens = r.settings.empty() ? 0 : std::stoull(r.settings);
-    kv_tokens = std::min(kv_tokens, ctx->tokens.size());
-    ctx->cache->set_num_tokens(kv_tokens);
-    ctx->chunks.resize(ctx->cache->num_chunks());
-    for (ChunkState& s : ctx->chunks) UnpackStats({}, T, &s.prob_sum, &s.prob_count);
-    LLMS_ASSIGN_OR_RETURN(std::vector<ChunkMeta> metas, store_->ListChunks(r.id));
-    for (ChunkMeta& m : metas) {
-      if (m.chunk_index >= ctx->chunks.size() || m.level >= kNumKvLevels) continue;
-      // A copy written before the chunk filled up (the writer was cut off by a crash) is stale.
-      if (m.valid_tokens != std::min(T, kv_tokens - m.chunk_index * T)) continue;
-      ChunkState& s = ctx->chunks[m.chunk_index];
-      s.level = static_cast<KvLevel>(m.level);
-      s.on_flash = true;
-      s.dirty = false;
-      s.density = m.density;
-      UnpackStats(m.stats, T, &s.prob_sum, &s.prob_count);
-      s.meta = std::move(m);
-    }
-    contexts_.emplace(r.id, std::move(ctx));
-  }
-  return Status::Ok();
-}
-
 StatusOr<KvManager::Context*> KvManager::FindLocked(const std::string& app, uint64_t id) {
   auto it = contexts_.find(id);
   if (it == contexts_.end() || it->second->app != app) {
@@ -104,8 +73,8 @@ StatusOr<KvManager::Context*> KvManager::FindLocked(const std::string& app, uint
   return it->second.get();
 }
 
-StatusOr<uint64_t> KvManager::CreateContext(const std::string& app,
-                                            std::span<const int32_t> prefix) {
+StatusOr<uint64_t> KvManager::CreateContext(const std::string& app, std::span<const int32_t> prefix,
+                                            const std::string& origin) {
   for (int32_t t : prefix) {
     if (t < 0 || static_cast<size_t>(t) >= engine_->config().vocab_size) {
       return Status::InvalidArgument("token " + std::to_string(t) + " is outside the vocabulary");
@@ -113,13 +82,15 @@ StatusOr<uint64_t> KvManager::CreateContext(const std::string& app,
   }
   uint64_t id = 0;
   if (store_ != nullptr) {
-    LLMS_ASSIGN_OR_RETURN(id, store_->CreateContext(app, prefix, "0"));
+    LLMS_ASSIGN_OR_RETURN(id, store_->CreateContext(app, prefix, origin));
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (store_ == nullptr) id = ++last_memory_id_;
   auto ctx = std::make_unique<Context>();
   ctx->id = id;
   ctx->app = app;
+  ctx->origin = origin;
+  ctx->last_used_unix_ms = UnixMillisNow();
   ctx->tokens.assign(prefix.begin(), prefix.end());
   ctx->cache = engine_->NewCache(this);
   contexts_.emplace(id, std::move(ctx));
@@ -153,6 +124,7 @@ Status KvManager::SlideContext(const std::string& app, uint64_t id, size_t recen
   {
     std::lock_guard<std::mutex> lock(mu_);
     LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+    LLMS_RETURN_IF_ERROR(CheckUsable(*ctx));
     if (calling_ == id) return Status::Unavailable("context " + std::to_string(id) + " is busy");
     const size_t sink = engine_->kv_layout().chunk_tokens;
     if (ctx->tokens.size() <= sink + recent) return Status::Ok();
@@ -167,8 +139,7 @@ Status KvManager::SlideContext(const std::string& app, uint64_t id, size_t recen
     kv_tokens = ctx->cache->num_tokens();
   }
   if (store_ == nullptr) return Status::Ok();
-  LLMS_RETURN_IF_ERROR(store_->UpdateContextTokens(id, tokens, 1));
-  return store_->UpdateContextSettings(id, std::to_string(kv_tokens));
+  return store_->UpdateContext(id, tokens, kv_tokens, 1);
 }
 
 ContextInfo KvManager::InfoLocked(const Context& ctx) const {
@@ -176,6 +147,9 @@ ContextInfo KvManager::InfoLocked(const Context& ctx) const {
   ContextInfo info;
   info.id = ctx.id;
   info.app = ctx.app;
+  info.origin = ctx.origin;
+  info.last_used_unix_ms = ctx.last_used_unix_ms;
+  info.damage = ctx.damage;
   info.tokens = ctx.tokens.size();
   info.chunks = ctx.chunks.size();
   info.chunks_per_level.assign(kNumKvLevels, 0);
@@ -217,18 +191,21 @@ std::vector<ContextInfo> KvManager::ListAllContexts() {
 StatusOr<std::vector<int32_t>> KvManager::ContextTokens(const std::string& app, uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   LLMS_ASSIGN_OR_RETURN(Context * ctx, FindLocked(app, id));
+  LLMS_RETURN_IF_ERROR(CheckUsable(*ctx));
   return ctx->id == calling_ ? ctx->busy_tokens : ctx->tokens;
 }
 
 StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
                                      std::span<const int32_t> prompt,
                                      const GenerateOptions& options,
-                                     const std::function<bool(std::string_view)>& on_text) {
+                                     const std::function<bool(std::string_view)>& on_text,
+                                     const CallSlice& slice) {
   const auto start = Clock::now();
   Context* ctx = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     LLMS_ASSIGN_OR_RETURN(ctx, FindLocked(app, id));
+    LLMS_RETURN_IF_ERROR(CheckUsable(*ctx));
     if (calling_ != 0) return Status::Unavailable("another call is running");
     ctx->busy_info = InfoLocked(*ctx);
     ctx->busy_tokens = ctx->tokens;
@@ -236,8 +213,14 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     call_bytes_written_ = 0;
     call_write_seconds_ = 0;
   }
+  const size_t call_start = slice.call_start_tokens == CallSlice::kThisSlice
+                                ? ctx->tokens.size()
+                                : slice.call_start_tokens;
+  if (prompt.empty()) MakeLastTokenPending(ctx);
   CallResult result;
   CallStats& stats = result.stats;
+  size_t damaged = 0;
+  std::string damage;
   const size_t old_kv = ctx->cache->num_tokens();
   const size_t new_rows = ctx->tokens.size() + prompt.size() - old_kv;
   const std::vector<size_t> pieces = PromptPieces(*ctx, prompt.size(), old_kv);
@@ -313,16 +296,29 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
     for (size_t c : restore.load) ctx->cache->TakeChunk(c);
     std::lock_guard<std::mutex> lock(mu_);
     if (restore.failed.empty()) break;
+    damaged += restore.failed.size();
+    if (damage.empty()) damage = restore.status.ToString();
     for (size_t c : restore.failed) {
       ctx->chunks[c].on_flash = false;
       ctx->chunks[c].dirty = true;
       if (store_ != nullptr) (void)store_->DeleteChunk(id, static_cast<uint32_t>(c));
     }
   }
-  stats.extra_first_token_seconds =
-      stats.first_token_seconds -
-      cost_.ComputeSeconds(new_rows, static_cast<double>(old_kv) + new_rows / 2.0);
-  if (s.ok()) AfterCall(ctx);
+  // An estimate (the cost model's time for the same rows on a resident context), so it is
+  // clamped: a pass faster than the model predicts is not a negative switch.
+  stats.extra_first_token_seconds = std::max(
+      0.0, stats.first_token_seconds -
+               cost_.ComputeSeconds(new_rows, static_cast<double>(old_kv) + new_rows / 2.0));
+  stats.chunks_damaged = damaged;
+  stats.damage = std::move(damage);
+  if (s.ok()) {
+    AfterCall(ctx);
+    const bool last_slice = !slice.more_prompt && result.generation.stop_reason != "yield";
+    if (last_slice) s = Persist(ctx, call_start);
+  } else {
+    // A failed slice leaves nothing of its call behind (earlier slices included).
+    TruncateContext(ctx, call_start);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   stats.bytes_written = call_bytes_written_;
   calling_ = 0;
@@ -383,7 +379,7 @@ StatusOr<GenerateResult> KvManager::GenerateInPieces(
     return r;
   }
   const size_t tokens_before = ctx->tokens.size(), kv_before = ctx->cache->num_tokens();
-  const size_t states_before = ctx->chunks.size(), T = ctx->cache->chunk_tokens();
+  const size_t T = ctx->cache->chunk_tokens();
   GenerateResult total;
   size_t done = 0;
   for (size_t k = 0; k < pieces.size(); ++k) {
@@ -406,7 +402,7 @@ StatusOr<GenerateResult> KvManager::GenerateInPieces(
     auto r = Generate(engine_, ctx->cache.get(), &ctx->tokens, prompt.subspan(done, pieces[k]), g,
                       last ? on_text : nullptr);
     if (!r.ok()) {
-      if (k > 0) RollBackPieces(ctx, tokens_before, kv_before, states_before);
+      if (k > 0) TruncateContext(ctx, tokens_before);
       return r.status();
     }
     if (k == 0) *first_piece_seconds = r->prefill_seconds;
@@ -430,65 +426,6 @@ StatusOr<GenerateResult> KvManager::GenerateInPieces(
     Compress(ctx);
   }
   return total;
-}
-
-// Undoes the pieces of a failed call: the new tokens and chunks go. The chunk that was partly
-// filled before the call (f16 then) may have been filled and compressed by now; it is dropped,
-// to be read from flash (where its pre-call copy is) or recomputed from the text.
-void KvManager::RollBackPieces(Context* ctx, size_t tokens_before, size_t kv_before,
-                               size_t states_before) {
-  std::lock_guard<std::mutex> lock(mu_);
-  ctx->tokens.resize(tokens_before);
-  ctx->cache->Truncate(kv_before);
-  ctx->chunks.resize(states_before);
-  const size_t partial = kv_before / ctx->cache->chunk_tokens();
-  const KvChunk* chunk = ctx->cache->chunk(partial);
-  if (kv_before % ctx->cache->chunk_tokens() == 0 || chunk == nullptr ||
-      chunk->level() == KvLevel::kF16) {
-    return;
-  }
-  queues_.Remove({ctx->id, static_cast<uint32_t>(partial)});
-  ctx->cache->TakeChunk(partial);
-  ChunkState& s = ctx->chunks[partial];
-  s.level = KvLevel::kF16;
-  // Compress counted the conversion as a new version; the flash copy, if any, is the pre-call one.
-  s.dirty = false;
-  s.on_flash = s.on_flash && s.meta.valid_tokens == kv_before % ctx->cache->chunk_tokens();
-}
-
-void KvManager::AfterCall(Context* ctx) {
-  std::unique_lock<std::mutex> lock(mu_);
-  const size_t n = ctx->cache->num_chunks();
-  const size_t old_chunks = ctx->chunks.size();
-  ctx->chunks.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    ChunkState& s = ctx->chunks[i];
-    KvChunk* chunk = ctx->cache->chunk(i);
-    if (chunk == nullptr) continue;
-    s.density = chunk->Density();
-    // Chunks that received tokens in this call changed; loaded and recomputed ones did not.
-    const bool changed =
-        i >= old_chunks || !s.on_flash || chunk->valid_tokens() != s.meta.valid_tokens;
-    if (changed) {
-      ++s.version;
-      s.dirty = true;
-    }
-  }
-  Compress(ctx);
-  for (size_t i = 0; i < n; ++i) Touch(ctx, i);
-  lock.unlock();
-  if (store_ != nullptr) {
-    // The text first, then the KV length that covers it (a crash between leaves a shorter KV
-    // length, whose missing tokens are simply recomputed).
-    Status s = store_->UpdateContextTokens(ctx->id, ctx->tokens);
-    if (s.ok())
-      s = store_->UpdateContextSettings(ctx->id, std::to_string(ctx->cache->num_tokens()));
-    if (!s.ok()) {
-      std::lock_guard<std::mutex> guard(mu_);
-      writer_status_ = s.WithContext("saving context " + std::to_string(ctx->id));
-    }
-  }
-  if (store_ != nullptr && options_.policy.ahead_of_time_swap) QueueWrites(ctx);
 }
 
 void KvManager::Compress(Context* ctx) {

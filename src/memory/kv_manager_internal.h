@@ -2,6 +2,7 @@
 // compression; kv_manager_io.cc: eviction, the background writer and the restore pipeline).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -27,6 +28,9 @@ struct KvManager::ChunkState {
 struct KvManager::Context {
   uint64_t id = 0;
   std::string app;
+  std::string origin;
+  int64_t last_used_unix_ms = 0;
+  std::string damage;                // non-empty: quarantined (see ContextInfo::damage)
   std::vector<int32_t> tokens;       // the text: durable in the store
   std::unique_ptr<KvCache> cache;    // KV of tokens [0, cache->num_tokens())
   std::vector<ChunkState> chunks;    // one per chunk of the cache
@@ -77,5 +81,11 @@ inline void UnpackStats(const std::vector<uint8_t>& in, size_t tokens, std::vect
 }
 
 inline size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+inline int64_t UnixMillisNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace llms

@@ -94,7 +94,7 @@ Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std
 }
 
 // A copy of a resident chunk and its metadata, to write without holding mu_.
-KvManager::WriteJob KvManager::MakeWriteJob(const Context& ctx, size_t index) {
+KvManager::WriteJob KvManager::MakeWriteJob(const Context& ctx, size_t index) const {
   const KvChunk* chunk = ctx.cache->chunk(index);
   WriteJob job;
   job.context = ctx.id;
@@ -108,6 +108,7 @@ KvManager::WriteJob KvManager::MakeWriteJob(const Context& ctx, size_t index) {
   job.meta.valid_tokens = static_cast<uint32_t>(chunk->valid_tokens());
   job.meta.density = chunk->Density();
   job.meta.stats = PackStats(chunk->prob_sum(), chunk->prob_count());
+  job.meta.tokens_hash = ChunkTokensHash(ctx, index, chunk->valid_tokens());
   job.bytes.assign(chunk->data(), chunk->data() + chunk->bytes());
   return job;
 }
@@ -230,9 +231,9 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
       }
       const ChunkState& s = ctx->chunks[i];
       const size_t tokens = std::min(T, kv - i * T);
-      // The stored copy must hold every token the context has in that chunk.
-      const bool readable = s.on_flash && s.meta.valid_tokens == tokens &&
-                            options_.policy.restore != RestoreMode::kRecomputeOnly;
+      // The stored copy must hold every token the context has in that chunk, of this text.
+      const bool readable = options_.policy.restore != RestoreMode::kRecomputeOnly &&
+                            FlashCopyMatches(*ctx, i, tokens);
       missing.push_back(
           {i, tokens, readable ? s.meta.data_bytes() : 0,
            readable ? CeilDiv(layers, LayersPerRead(s.meta.layer_bytes, layers)) : 0});

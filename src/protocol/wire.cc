@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -64,46 +65,140 @@ Status WrongType(const char* field, const char* expected, const Json& v) {
 
 }  // namespace
 
-Status WriteFrame(int fd, std::string_view payload) {
-  if (payload.size() > UINT32_MAX) return Status::InvalidArgument("message over 4 GiB");
+std::string EncodeFrame(std::string_view payload) {
   const auto n = static_cast<uint32_t>(payload.size());
-  const uint8_t header[4] = {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
-                             static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
-  LLMS_RETURN_IF_ERROR(WriteAll(fd, header, sizeof(header)));
-  return WriteAll(fd, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  std::string frame = {static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 24)};
+  frame.append(payload);
+  return frame;
 }
 
+Status WriteFrame(int fd, std::string_view payload) {
+  if (payload.size() > UINT32_MAX) return Status::InvalidArgument("message over 4 GiB");
+  const std::string frame = EncodeFrame(payload);
+  return WriteAll(fd, reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+}
+
+namespace {
+
+uint32_t DecodeLength(const char* header) {
+  const auto* b = reinterpret_cast<const uint8_t*>(header);
+  return b[0] | (uint32_t{b[1]} << 8) | (uint32_t{b[2]} << 16) | (uint32_t{b[3]} << 24);
+}
+
+Status OversizedFrame(uint32_t n, uint32_t max_bytes) {
+  return Status::InvalidArgument("frame of " + std::to_string(n) + " bytes exceeds the limit of " +
+                                 std::to_string(max_bytes) +
+                                 " (is the peer speaking the llms protocol? see docs/protocol.md)");
+}
+
+}  // namespace
+
 StatusOr<std::string> ReadFrame(int fd, uint32_t max_bytes) {
-  uint8_t header[4];
+  char header[4];
   size_t got = 0;
-  LLMS_RETURN_IF_ERROR(ReadAll(fd, header, sizeof(header), &got));
+  LLMS_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<uint8_t*>(header), sizeof(header), &got));
   if (got == 0) return Status::Unavailable("connection closed");
   if (got < sizeof(header)) return Status::IOError("connection closed inside a frame header");
-  const uint32_t n = header[0] | (uint32_t{header[1]} << 8) | (uint32_t{header[2]} << 16) |
-                     (uint32_t{header[3]} << 24);
-  if (n > max_bytes) {
-    return Status::InvalidArgument("frame of " + std::to_string(n) +
-                                   " bytes exceeds the limit of " + std::to_string(max_bytes) +
-                                   " (is the peer speaking the llms protocol? see "
-                                   "docs/protocol.md)");
-  }
-  std::string payload(n, '\0');
-  LLMS_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<uint8_t*>(payload.data()), n, &got));
-  if (got < n) {
-    return Status::IOError("connection closed inside a frame (" + std::to_string(got) + " of " +
-                           std::to_string(n) + " bytes)");
+  const uint32_t n = DecodeLength(header);
+  if (n > max_bytes) return OversizedFrame(n, max_bytes);
+  // Grown as the bytes arrive: a peer that announces a large frame and stalls costs little.
+  constexpr size_t kStep = size_t{64} << 10;
+  std::string payload;
+  while (payload.size() < n) {
+    const size_t before = payload.size();
+    payload.resize(before + std::min<size_t>(kStep, n - before));
+    LLMS_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<uint8_t*>(payload.data() + before),
+                                 payload.size() - before, &got));
+    if (before + got < payload.size()) {
+      return Status::IOError("connection closed inside a frame (" + std::to_string(before + got) +
+                             " of " + std::to_string(n) + " bytes)");
+    }
   }
   return payload;
 }
 
-StatusOr<Json> ParseMessage(std::string_view payload) {
+Status FrameDecoder::Append(std::string_view bytes) {
+  if (!status_.ok()) return status_;
+  buffer_.append(bytes);
+  // Check every complete header in the buffer now, so an oversized frame fails at once.
+  size_t at = 0;
+  while (buffer_.size() - at >= 4) {
+    const uint32_t n = DecodeLength(buffer_.data() + at);
+    if (n > max_bytes_) {
+      status_ = OversizedFrame(n, max_bytes_);
+      buffer_.clear();
+      return status_;
+    }
+    at += 4 + size_t{n};
+  }
+  return Status::Ok();
+}
+
+bool FrameDecoder::Next(std::string* payload) {
+  if (!status_.ok() || buffer_.size() < 4) return false;
+  const uint32_t n = DecodeLength(buffer_.data());
+  if (buffer_.size() - 4 < n) return false;
+  payload->assign(buffer_, 4, n);
+  buffer_.erase(0, 4 + size_t{n});
+  return true;
+}
+
+// One pass over the text, skipping strings, counting nesting and values. It need not be exact
+// for malformed text (the parser rejects that); it must never under-count valid JSON.
+static Status CheckJsonShape(std::string_view text, const JsonLimits& limits) {
+  size_t depth = 0, values = 0;
+  bool in_string = false, escaped = false, in_scalar = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    const bool scalar_char = c != '[' && c != '{' && c != ']' && c != '}' && c != ',' && c != ':' &&
+                             c != '"' && c != ' ' && c != '\n' && c != '\t' && c != '\r';
+    if (scalar_char && !in_scalar) ++values;
+    in_scalar = scalar_char;
+    if (c == '"') {
+      in_string = true;
+      ++values;
+    } else if (c == '[' || c == '{') {
+      ++values;
+      if (++depth > limits.max_depth) {
+        return Status::InvalidArgument("JSON nests deeper than " +
+                                       std::to_string(limits.max_depth) + " levels");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+    if (values > limits.max_values) {
+      return Status::InvalidArgument("JSON has more than " + std::to_string(limits.max_values) +
+                                     " values");
+    }
+  }
+  return Status::Ok();
+}
+
+StatusOr<Json> ParseJson(std::string_view text, const JsonLimits& limits) {
+  LLMS_RETURN_IF_ERROR(CheckJsonShape(text, limits));
   // Parsing without exceptions: a discarded value marks any syntax error, including invalid
   // UTF-8 inside strings, which nlohmann rejects.
-  Json m = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  Json m = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (m.is_discarded()) {
-    return Status::InvalidArgument(
-        "message is not valid JSON (or its strings are not valid UTF-8)");
+    return Status::InvalidArgument("not valid JSON (or its strings are not valid UTF-8)");
   }
+  return m;
+}
+
+StatusOr<Json> ParseMessage(std::string_view payload) {
+  StatusOr<Json> parsed = ParseJson(payload);
+  if (!parsed.ok()) return parsed.status().WithContext("message");
+  Json m = std::move(parsed).value();
   if (!m.is_object()) return Status::InvalidArgument("message is not a JSON object");
   auto type = m.find("type");
   if (type == m.end() || !type->is_string()) {

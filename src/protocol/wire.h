@@ -26,13 +26,50 @@ inline constexpr uint32_t kDefaultMaxFrameBytes = 1u << 20;
 // Writes one frame: the payload's length as 4 bytes little-endian, then the payload. Retries
 // on EINTR and short writes. IOError naming errno when the peer is gone.
 Status WriteFrame(int fd, std::string_view payload);
+// The bytes of one frame (length then payload), for a writer of its own.
+std::string EncodeFrame(std::string_view payload);
 // Reads one frame. Unavailable("connection closed") on a clean end of stream before a frame;
 // InvalidArgument when the announced length exceeds `max_bytes` (the stream is then out of
 // sync and should be closed); IOError otherwise (including an end of stream inside a frame).
+// Memory grows with the bytes that arrive, not with the length a peer announces.
 StatusOr<std::string> ReadFrame(int fd, uint32_t max_bytes = kDefaultMaxFrameBytes);
 
-// Parses a frame's payload as a JSON object with a string "type". InvalidArgument naming the
-// problem (not JSON, invalid UTF-8, not an object, no type) otherwise.
+// Cuts frames out of a byte stream that arrives in pieces, for a server that reads with its own
+// deadlines. Holds only the bytes that arrived (a peer announcing 1 MiB and sending one byte
+// costs one byte). Thread safety: none.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(uint32_t max_bytes = kDefaultMaxFrameBytes) : max_bytes_(max_bytes) {}
+  // Takes bytes that arrived. InvalidArgument once a header announces more than max_bytes (the
+  // stream is then out of sync and should be closed; the decoder stays failed).
+  Status Append(std::string_view bytes);
+  // Moves the next complete payload into *payload; false when none is complete yet.
+  bool Next(std::string* payload);
+  // True while part of a frame has arrived (a deadline for the rest applies then).
+  bool mid_frame() const { return !buffer_.empty(); }
+  size_t buffered_bytes() const { return buffer_.size(); }
+
+ private:
+  const uint32_t max_bytes_;
+  std::string buffer_;  // bytes of frames not yet taken, from a frame's start
+  Status status_;
+};
+
+// Limits on a JSON text's shape, checked before it is parsed, so that parsing a hostile message
+// cannot take far more memory than its bytes: a parsed value costs ~16-80 bytes (a 1 MiB text of
+// nested brackets once took over 100 MB). The defaults admit every real request (a prompt of
+// token ids is one array of a few thousand numbers).
+struct JsonLimits {
+  size_t max_depth = 32;         // nesting of arrays and objects
+  size_t max_values = 1u << 16;  // scalars, arrays and objects together
+};
+// Parses `text` as JSON without exceptions. InvalidArgument naming the problem: over a limit,
+// not JSON, invalid UTF-8 in a string.
+StatusOr<Json> ParseJson(std::string_view text, const JsonLimits& limits = JsonLimits());
+
+// Parses a frame's payload as a JSON object with a string "type" (ParseJson's limits apply).
+// InvalidArgument naming the problem (over a limit, not JSON, invalid UTF-8, not an object, no
+// type) otherwise.
 StatusOr<Json> ParseMessage(std::string_view payload);
 // Serializes a message; invalid UTF-8 in its strings is replaced (U+FFFD), never thrown.
 std::string Serialize(const Json& message);

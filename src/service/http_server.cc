@@ -1,26 +1,27 @@
 #include "service/http_server.h"
 
-#include <unistd.h>
-
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/write.hpp>
+#include <atomic>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <sstream>
 
 #include "service/openai.h"
 
 namespace llms {
 namespace {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using Stream = asio::posix::stream_descriptor;
 using wire::Json;
+// A dynamic body grows with the bytes that arrive; a string body would reserve whatever
+// Content-Length a peer announces.
+using Request = http::request<http::dynamic_body>;
 
 std::atomic<uint64_t> response_serial{0};  // makes response ids unique within a daemon run
 
@@ -33,9 +34,13 @@ class ReplyQueue {
     cv_.notify_one();
     return Status::Ok();
   }
-  Json Pop() {
+  // The next reply, or nullopt when none came within `seconds`.
+  std::optional<Json> Pop(double seconds) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !queue_.empty(); });
+    if (!cv_.wait_for(lock, std::chrono::duration<double>(seconds),
+                      [&] { return !queue_.empty(); })) {
+      return std::nullopt;
+    }
     Json m = std::move(queue_.front());
     queue_.pop_front();
     return m;
@@ -48,23 +53,40 @@ class ReplyQueue {
 };
 
 struct Exchange {
-  Stream& stream;
-  const http::request<http::string_body>& request;
+  PeerConnection* conn;
+  const Request& request;
+  const std::string& body;
   bool keep_alive;
 };
 
-void Respond(Exchange& x, http::status status, const Json& body,
+// Serializes a response (status line, headers, body) the way Beast writes it.
+template <class Message>
+std::string Serialized(const Message& m) {
+  std::ostringstream out;
+  out << m;
+  return out.str();
+}
+
+void Send(Exchange& x, std::string_view bytes) {
+  if (!x.conn->Write(bytes).ok()) x.keep_alive = false;
+}
+
+void Respond(Exchange& x, http::status status, const std::string& content_type, std::string body,
              const std::string& extra_header = "", const std::string& extra_value = "") {
   http::response<http::string_body> res{status, x.request.version()};
   res.set(http::field::server, "llmsd");
-  res.set(http::field::content_type, "application/json");
+  res.set(http::field::content_type, content_type);
   if (!extra_header.empty()) res.set(extra_header, extra_value);
   res.keep_alive(x.keep_alive);
-  res.body() = wire::Serialize(body);
+  res.body() = std::move(body);
   res.prepare_payload();
-  beast::error_code ec;
-  http::write(x.stream, res, ec);
-  if (ec) x.keep_alive = false;
+  if (x.request.method() == http::verb::head) res.body().clear();  // headers only, same length
+  Send(x, Serialized(res));
+}
+
+void RespondJson(Exchange& x, http::status status, const Json& body,
+                 const std::string& extra_header = "", const std::string& extra_value = "") {
+  Respond(x, status, "application/json", wire::Serialize(body), extra_header, extra_value);
 }
 
 http::status HttpStatus(const Status& s) {
@@ -82,97 +104,105 @@ http::status HttpStatus(const Status& s) {
   }
 }
 
-void Fail(Exchange& x, const Status& s) { Respond(x, HttpStatus(s), openai::Error(s)); }
+void Fail(Exchange& x, const Status& s) { RespondJson(x, HttpStatus(s), openai::Error(s)); }
+
+std::string BearerToken(const Request& request) {
+  const std::string auth(request[http::field::authorization]);
+  const std::string_view prefix = "Bearer ";
+  return std::string_view(auth).starts_with(prefix) ? auth.substr(prefix.size()) : "";
+}
 
 // The app a request acts for, or empty after answering 401.
-std::string Authenticate(Exchange& x, const std::string& peer_app, const HttpOptions& options) {
-  if (!peer_app.empty()) return peer_app;
-  const std::string auth(x.request[http::field::authorization]);
-  const std::string_view prefix = "Bearer ";
-  if (std::string_view(auth).starts_with(prefix)) {
-    auto it = options.tokens.find(std::string(auth.substr(prefix.size())));
-    if (it != options.tokens.end()) return "app:" + it->second;
-  }
-  Respond(x, http::status::unauthorized,
-          openai::Error(Status::InvalidArgument(
-              "missing or unknown API key: send 'Authorization: Bearer <token>' with a token "
-              "llmsd was started with (--app-token NAME=TOKEN)")));
+std::string Authenticate(Exchange& x, const HttpPeer& peer, const HttpOptions& options) {
+  if (!peer.app.empty()) return peer.app;
+  auto it = options.tokens.find(BearerToken(x.request));
+  if (it != options.tokens.end() && !it->first.empty()) return "app:" + it->second;
+  RespondJson(x, http::status::unauthorized,
+              openai::Error(Status::InvalidArgument(
+                  "missing or unknown API key: send 'Authorization: Bearer <token>' with a token "
+                  "from llmsd's token file (--app-tokens-file)")));
   return "";
+}
+
+// Waits for the call's next reply; cancels the call when the client hangs up meanwhile.
+Json NextReply(ReplyQueue& queue, PeerConnection* conn, Session& session, uint64_t id) {
+  for (;;) {
+    if (std::optional<Json> m = queue.Pop(0.25)) return std::move(*m);
+    if (conn->PeerHungUp()) session.Cancel(id);  // the worker then ends the call
+  }
+}
+
+std::string ChunkedData(std::string_view data) {
+  char size[32];
+  std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+  return std::string(size) + std::string(data) + "\r\n";
 }
 
 // Runs one OpenAI request through the service: as JSON, or streamed as server-sent events.
 void Generate(Exchange& x, Service* service, const std::string& app, openai::Endpoint endpoint) {
-  StatusOr<openai::Request> parsed = openai::ParseRequest(endpoint, x.request.body());
+  StatusOr<openai::Request> parsed = openai::ParseRequest(endpoint, x.body);
   if (!parsed.ok()) return Fail(x, parsed.status());
   openai::Request r = std::move(parsed).value();
   if (endpoint == openai::Endpoint::kChat) {
-    const Json body = Json::parse(x.request.body(), nullptr, false);
+    StatusOr<Json> body = wire::ParseJson(x.body);  // ParseRequest accepted it
+    if (!body.ok()) return Fail(x, body.status());
     StatusOr<std::string> text =
-        openai::RenderChat(body["messages"], service->model().config().chat_template, &r.stop);
+        openai::RenderChat((*body)["messages"], service->model().config().chat_template, &r.stop);
     if (!text.ok()) return Fail(x, text.status());
     r.text = std::move(text).value();
   }
   if (const auto header = x.request["X-Llms-Context"]; !header.empty() && r.context == 0) {
     r.context = std::strtoull(std::string(header).c_str(), nullptr, 10);
   }
-  StatusOr<openai::Placement> place =
-      openai::Place(service->manager(), service->model().tokenizer(), app, r);
-  if (!place.ok()) return Fail(x, place.status());
   auto queue = std::make_shared<ReplyQueue>();
   auto session = std::make_shared<Session>(app, [queue](const Json& m) { return queue->Push(m); });
-  if (place->context == 0) {
-    service->Handle(session, Json{{"type", "create"}, {"id", 1}});
-    const Json created = queue->Pop();
-    if (created.value("type", "") == "error") return Fail(x, wire::StatusFromError(created));
-    place->context = created.value("context", uint64_t{0});
-  }
-  Json call{{"type", "call"},
-            {"id", 2},
-            {"context", place->context},
-            {"prompt_tokens", place->prompt},
-            {"max_tokens", r.max_tokens},
-            {"temperature", r.temperature},
-            {"top_p", r.top_p},
-            {"seed", r.seed}};
-  if (!r.stop.empty()) call["stop"] = r.stop;
-  service->Handle(session, call);
+  constexpr uint64_t kCallId = 1;
+  PlacedCall placed{r.text, r.context,
+                    Json{{"max_tokens", r.max_tokens},
+                         {"temperature", r.temperature},
+                         {"top_p", r.top_p},
+                         {"seed", r.seed}}};
+  if (!r.stop.empty()) placed.call["stop"] = r.stop;
+  service->HandlePlaced(session, kCallId, std::move(placed));
   const std::string model = service->model_name();
-  const std::string id = (endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-") +
-                         std::to_string(place->context) + "-" + std::to_string(++response_serial);
-  const std::string context = std::to_string(place->context);
+  const std::string id_prefix = endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-";
+  Json m = NextReply(*queue, x.conn, *session, kCallId);
+  const uint64_t placed_context = m.value("context", uint64_t{0});
+  if (m.value("type", "") == "placed") m = NextReply(*queue, x.conn, *session, kCallId);
   if (!r.stream) {
-    for (;;) {
-      const Json m = queue->Pop();
-      const std::string type = m.value("type", "");
-      if (type == "token") continue;
-      if (type == "error") return Fail(x, wire::StatusFromError(m));
-      Json body = openai::Completion(r, model, id, m.value("text", ""), m.value("stop_reason", ""),
-                                     place->prompt.size(),
-                                     m["usage"].value("completion_tokens", size_t{0}));
-      body["llms"] = Json{{"context", place->context},
-                          {"reused_tokens", place->reused_tokens},
-                          {"stats", m.value("stats", Json::object())}};
-      return Respond(x, http::status::ok, body, "X-Llms-Context", context);
-    }
+    while (m.value("type", "") == "token") m = NextReply(*queue, x.conn, *session, kCallId);
+    if (m.value("type", "") == "error") return Fail(x, wire::StatusFromError(m));
+    const uint64_t context = m.value("context", uint64_t{0});
+    const Json usage = m.value("usage", Json::object());
+    Json body = openai::Completion(
+        r, model, id_prefix + std::to_string(context) + "-" + std::to_string(++response_serial),
+        m.value("text", ""), m.value("stop_reason", ""), usage);
+    body["llms"] = Json{{"context", context},
+                        {"reused_tokens", usage.value("cached_tokens", size_t{0})},
+                        {"stats", m.value("stats", Json::object())}};
+    return RespondJson(x, http::status::ok, body, "X-Llms-Context", std::to_string(context));
   }
+  // The stream's status and headers go out once the call is placed, so a request that fails
+  // before (a bad context, a limit) still gets a plain HTTP error.
+  if (m.value("type", "") == "error") return Fail(x, wire::StatusFromError(m));
   http::response<http::empty_body> head{http::status::ok, x.request.version()};
   head.set(http::field::server, "llmsd");
   head.set(http::field::content_type, "text/event-stream");
   head.set(http::field::cache_control, "no-cache");
-  head.set("X-Llms-Context", context);
+  head.set("X-Llms-Context", std::to_string(placed_context));
   head.keep_alive(x.keep_alive);
   head.chunked(true);
-  http::response_serializer<http::empty_body> serializer{head};
-  beast::error_code ec;
-  http::write_header(x.stream, serializer, ec);
+  Send(x, Serialized(head.base()));
+  const std::string id = id_prefix + std::to_string(++response_serial);
+  bool streaming = true;
   auto event = [&](const std::string& data) {
-    if (ec) return;
-    const std::string line = "data: " + data + "\n\n";
-    asio::write(x.stream, http::make_chunk(asio::buffer(line)), ec);
-    if (ec) session->Cancel(2);  // the client went away: stop generating for it
+    if (streaming && !x.conn->Write(ChunkedData("data: " + data + "\n\n")).ok()) {
+      streaming = false;
+      x.keep_alive = false;
+      session->Cancel(kCallId);  // the client went away: stop generating for it
+    }
   };
-  for (;;) {
-    const Json m = queue->Pop();
+  for (;; m = NextReply(*queue, x.conn, *session, kCallId)) {
     const std::string type = m.value("type", "");
     if (type == "token") {
       event(wire::Serialize(openai::Chunk(r, model, id, m.value("text", ""), nullptr)));
@@ -183,40 +213,81 @@ void Generate(Exchange& x, Service* service, const std::string& app, openai::End
     } else {
       const std::string reason = m.value("stop_reason", "") == "length" ? "length" : "stop";
       Json last = openai::Chunk(r, model, id, "", reason.c_str());
-      if (r.include_usage) {
-        last["usage"] =
-            openai::Usage(place->prompt.size(), m["usage"].value("completion_tokens", size_t{0}));
-      }
+      if (r.include_usage) last["usage"] = openai::Usage(m.value("usage", Json::object()));
       event(wire::Serialize(last));
     }
     event("[DONE]");
     break;
   }
-  if (!ec) asio::write(x.stream, http::make_chunk_last(), ec);
-  if (ec) x.keep_alive = false;
+  if (streaming) Send(x, "0\r\n\r\n");
 }
 
-void Route(Exchange& x, Service* service, const std::string& peer_app, const HttpOptions& options) {
+// Runs one native request (list, delete) for an HTTP route and waits for its reply.
+Json NativeRequest(Service* service, const std::string& app, Json request) {
+  auto queue = std::make_shared<ReplyQueue>();
+  auto session = std::make_shared<Session>(app, [queue](const Json& m) { return queue->Push(m); });
+  request["id"] = 1;
+  service->Handle(session, request);
+  for (;;) {
+    if (std::optional<Json> m = queue->Pop(3600)) return std::move(*m);
+  }
+}
+
+// GET /v1/llms/contexts, DELETE /v1/llms/contexts/ID: the app's own contexts.
+void Contexts(Exchange& x, Service* service, const std::string& app, std::string_view rest) {
+  const bool get = x.request.method() == http::verb::get;
+  const bool del = x.request.method() == http::verb::delete_;
+  Json reply;
+  if (rest.empty() && get) {
+    reply = NativeRequest(service, app, Json{{"type", "list"}});
+  } else if (!rest.empty() && rest.find_first_not_of("0123456789") == std::string_view::npos &&
+             rest.size() < 20 && (get || del)) {
+    reply = NativeRequest(
+        service, app,
+        Json{{"type", get ? "stats" : "delete"}, {"context", std::stoull(std::string(rest))}});
+  } else {
+    return Fail(x, Status::NotFound(std::string(x.request.method_string()) + " /v1/llms/contexts/" +
+                                    std::string(rest) +
+                                    " is not an endpoint (GET /v1/llms/contexts, GET or DELETE "
+                                    "/v1/llms/contexts/ID)"));
+  }
+  if (reply.value("type", "") == "error") return Fail(x, wire::StatusFromError(reply));
+  reply.erase("id");
+  RespondJson(x, http::status::ok, reply);
+}
+
+void Metrics(Exchange& x, Service* service, const HttpPeer& peer, const HttpOptions& options) {
+  const bool tcp = peer.app.empty();
+  const bool allowed =
+      tcp ? !options.metrics_token.empty() && BearerToken(x.request) == options.metrics_token
+          : peer.may_read_metrics;
+  if (!allowed) {
+    // Every app's activity is in there: only the daemon's own user, root, or the holder of the
+    // metrics token may read it.
+    return RespondJson(x, http::status::forbidden,
+                       openai::Error(Status::InvalidArgument(
+                           tcp ? "/metrics needs 'Authorization: Bearer <metrics token>' "
+                                 "(--metrics-token-file)"
+                               : "/metrics is served to llmsd's own user and root only")));
+  }
+  Respond(x, http::status::ok, "text/plain; version=0.0.4", service->RenderMetrics());
+}
+
+void Route(Exchange& x, Service* service, const HttpPeer& peer, const HttpOptions& options) {
   const std::string target(x.request.target());
   const std::string path = target.substr(0, target.find('?'));
   const bool get = x.request.method() == http::verb::get;
+  const bool head = x.request.method() == http::verb::head;
   const bool post = x.request.method() == http::verb::post;
-  if (path == "/health" && get) return Respond(x, http::status::ok, Json{{"status", "ok"}});
-  if (path == "/metrics" && get) {  // aggregates only, so no token is needed to scrape them
-    http::response<http::string_body> res{http::status::ok, x.request.version()};
-    res.set(http::field::content_type, "text/plain; version=0.0.4");
-    res.keep_alive(x.keep_alive);
-    res.body() = service->RenderMetrics();
-    res.prepare_payload();
-    beast::error_code ec;
-    http::write(x.stream, res, ec);
-    if (ec) x.keep_alive = false;
-    return;
+  if (path == "/health" && (get || head)) {
+    return RespondJson(x, http::status::ok, Json{{"status", "ok"}});
   }
-  const std::string app = Authenticate(x, peer_app, options);
+  if (path == "/metrics" && (get || head)) return Metrics(x, service, peer, options);
+  const std::string app = Authenticate(x, peer, options);
   if (app.empty()) return;
+  constexpr std::string_view kContexts = "/v1/llms/contexts";
   if (path == "/v1/models" && get) {
-    return Respond(x, http::status::ok, openai::Models(service->model_name()));
+    return RespondJson(x, http::status::ok, openai::Models(service->model_name()));
   }
   if (path == "/v1/chat/completions" && post) {
     return Generate(x, service, app, openai::Endpoint::kChat);
@@ -224,10 +295,65 @@ void Route(Exchange& x, Service* service, const std::string& peer_app, const Htt
   if (path == "/v1/completions" && post) {
     return Generate(x, service, app, openai::Endpoint::kCompletion);
   }
-  Respond(x, http::status::not_found,
-          openai::Error(Status::NotFound(std::string(x.request.method_string()) + " " + path +
-                                         " is not an endpoint of llmsd (try /v1/models, "
-                                         "/v1/chat/completions, /v1/completions)")));
+  if (path == kContexts) return Contexts(x, service, app, "");
+  if (std::string_view(path).starts_with(std::string(kContexts) + "/")) {
+    return Contexts(x, service, app, std::string_view(path).substr(kContexts.size() + 1));
+  }
+  Fail(x, Status::NotFound(std::string(x.request.method_string()) + " " + path +
+                           " is not an endpoint of llmsd (try /v1/models, /v1/chat/completions, "
+                           "/v1/completions, /v1/llms/contexts)"));
+}
+
+// Answers a request that could not be read whole, then the connection closes.
+void FailBeforeRequest(PeerConnection* conn, http::status status, const Status& why) {
+  const Request none;
+  const std::string empty;
+  Exchange x{conn, none, empty, false};
+  RespondJson(x, status, openai::Error(why));
+}
+
+// Reads one request into `parser`. False at a clean end of the connection or after answering a
+// malformed or late request (the connection must close then).
+bool ReadRequest(PeerConnection* conn, beast::flat_buffer& buffer,
+                 http::request_parser<http::dynamic_body>& parser, const HttpOptions& options) {
+  Deadline deadline = DeadlineIn(options.idle_timeout_seconds);
+  bool started = false;
+  char chunk[16384];
+  for (;;) {
+    beast::error_code ec;
+    while (buffer.size() > 0 && !parser.is_done()) {
+      if (!started) deadline = DeadlineIn(options.request_timeout_seconds);
+      started = true;
+      const size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec || used == 0) break;
+    }
+    if (!ec && parser.is_done()) return true;
+    if (ec) {
+      FailBeforeRequest(conn, http::status::bad_request,
+                        Status::InvalidArgument("malformed HTTP request: " + ec.message()));
+      return false;
+    }
+    StatusOr<size_t> got =
+        conn->Read(chunk, deadline, started ? "the rest of an HTTP request" : "an HTTP request");
+    if (!got.ok() || *got == 0) {
+      if (started && got.ok()) {
+        FailBeforeRequest(conn, http::status::bad_request,
+                          Status::InvalidArgument("the connection ended inside an HTTP request"));
+      } else if (started && got.status().code() == StatusCode::kUnavailable) {
+        FailBeforeRequest(conn, http::status::request_timeout, got.status());
+      }
+      return false;
+    }
+    const size_t n = *got;
+    auto room = buffer.prepare(n);
+    std::memcpy(room.data(), chunk, n);
+    buffer.commit(n);
+  }
 }
 
 }  // namespace
@@ -239,28 +365,23 @@ bool LooksLikeHttp(std::string_view head) {
   return false;
 }
 
-void ServeHttp(int fd, const std::string& peer_app, Service* service, const HttpOptions& options) {
-  asio::io_context io;
-  Stream stream(io, fd);
+void ServeHttp(PeerConnection* conn, std::string_view head, const HttpPeer& peer, Service* service,
+               const HttpOptions& options) {
   beast::flat_buffer buffer;
+  auto room = buffer.prepare(head.size());
+  std::memcpy(room.data(), head.data(), head.size());
+  buffer.commit(head.size());
   for (;;) {
-    http::request_parser<http::string_body> parser;
+    http::request_parser<http::dynamic_body> parser;
     parser.body_limit(options.max_body_bytes);
-    beast::error_code ec;
-    http::read(stream, buffer, parser, ec);
-    if (ec == http::error::end_of_stream || ec == asio::error::eof) break;
-    if (ec) {
-      http::request<http::string_body> none;
-      Exchange x{stream, none, false};
-      Fail(x, Status::InvalidArgument("malformed HTTP request: " + ec.message()));
-      break;
-    }
-    const http::request<http::string_body> request = parser.release();
-    Exchange x{stream, request, request.keep_alive()};
-    Route(x, service, peer_app, options);
+    parser.header_limit(16 * 1024);
+    if (!ReadRequest(conn, buffer, parser, options)) break;
+    const Request request = parser.release();
+    const std::string body = beast::buffers_to_string(request.body().data());
+    Exchange x{conn, request, body, request.keep_alive()};
+    Route(x, service, peer, options);
     if (!x.keep_alive) break;
   }
-  stream.release();  // the caller owns the descriptor
 }
 
 }  // namespace llms

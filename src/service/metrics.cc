@@ -51,6 +51,7 @@ void Metrics::RecordCall(const CallStats& stats, size_t prompt_tokens, size_t co
   bytes_written_ += stats.bytes_written;
   chunks_loaded_ += stats.chunks_loaded;
   chunks_recomputed_ += stats.chunks_recomputed;
+  chunks_damaged_ += stats.chunks_damaged;
   prompt_tokens_ += prompt_tokens;
   completion_tokens_ += completion_tokens;
   decode_seconds_ += decode_seconds;
@@ -86,6 +87,9 @@ std::string Metrics::Render(KvManager* manager, size_t queue_depth) const {
                 "llms_chunks_restored_total{how=\"loaded\"} " + std::to_string(chunks_loaded_) +
                     "\nllms_chunks_restored_total{how=\"recomputed\"} " +
                     std::to_string(chunks_recomputed_) + "\n");
+  out += Metric("llms_chunks_damaged_total", "counter",
+                "stored chunks that failed their checksum or read and were recomputed",
+                "llms_chunks_damaged_total " + std::to_string(chunks_damaged_) + "\n");
   out += Metric("llms_tokens_total", "counter", "tokens processed, by kind",
                 "llms_tokens_total{kind=\"prompt\"} " + std::to_string(prompt_tokens_) +
                     "\nllms_tokens_total{kind=\"generated\"} " +

@@ -37,7 +37,7 @@ class Metrics {
   uint64_t calls_ok_ = 0, calls_error_ = 0, calls_cancelled_ = 0;
   uint64_t bytes_read_ = 0, bytes_written_ = 0;
   uint64_t prompt_tokens_ = 0, completion_tokens_ = 0;
-  uint64_t chunks_loaded_ = 0, chunks_recomputed_ = 0;
+  uint64_t chunks_loaded_ = 0, chunks_recomputed_ = 0, chunks_damaged_ = 0;
   double decode_seconds_ = 0;
 };
 

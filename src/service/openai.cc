@@ -37,8 +37,9 @@ std::string PlainRole(const std::string& role) {
 }  // namespace
 
 StatusOr<Request> ParseRequest(Endpoint endpoint, const std::string& body) {
-  Json m = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (m.is_discarded()) return Status::InvalidArgument("request body is not valid JSON (UTF-8)");
+  StatusOr<Json> parsed = wire::ParseJson(body);
+  if (!parsed.ok()) return parsed.status().WithContext("request body");
+  Json m = std::move(parsed).value();
   if (!m.is_object()) return Status::InvalidArgument("request body is not a JSON object");
   Request r;
   r.endpoint = endpoint;
@@ -119,28 +120,30 @@ StatusOr<std::string> RenderChat(const Json& messages, const std::string& chat_t
 }
 
 StatusOr<Placement> Place(KvManager* manager, const Tokenizer& tokenizer, const std::string& app,
-                          const Request& request) {
-  const std::vector<int32_t> full = tokenizer.Encode(request.text, true);
+                          const std::string& request_text, uint64_t context,
+                          const std::function<bool(uint64_t)>& busy) {
+  const std::vector<int32_t> full = tokenizer.Encode(request_text, true);
   const std::string wanted = tokenizer.Decode(full);
   auto rest_of = [&](const std::string& have) {
     std::string rest = wanted.substr(have.size());
     return tokenizer.Encode(rest, false, /*continuation=*/true);
   };
   Placement p;
-  if (request.context != 0) {
-    LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have, manager->ContextTokens(app, request.context));
+  if (context != 0) {
+    LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have, manager->ContextTokens(app, context));
     const std::string text = tokenizer.Decode(have);
-    p.context = request.context;
+    p.context = context;
     p.reused_tokens = have.size();
     if (!have.empty() && wanted.compare(0, text.size(), text) == 0) {
       p.prompt = rest_of(text);
     } else {
-      p.prompt = have.empty() ? full : tokenizer.Encode(request.text, false, true);
+      p.prompt = have.empty() ? full : tokenizer.Encode(request_text, false, true);
     }
     return p;
   }
   size_t best = 0;
   for (const ContextInfo& info : manager->ListContexts(app)) {
+    if (!info.damage.empty() || busy(info.id)) continue;
     StatusOr<std::vector<int32_t>> have = manager->ContextTokens(app, info.id);
     if (!have.ok() || have->empty()) continue;
     const std::string text = tokenizer.Decode(*have);
@@ -159,15 +162,18 @@ StatusOr<Placement> Place(KvManager* manager, const Tokenizer& tokenizer, const 
   return p;
 }
 
-Json Usage(size_t prompt_tokens, size_t completion_tokens) {
-  return Json{{"prompt_tokens", prompt_tokens},
-              {"completion_tokens", completion_tokens},
-              {"total_tokens", prompt_tokens + completion_tokens}};
+Json Usage(const Json& usage) {
+  const size_t cached = usage.value("cached_tokens", size_t{0});
+  const size_t prompt = usage.value("prompt_tokens", size_t{0}) + cached;
+  const size_t completion = usage.value("completion_tokens", size_t{0});
+  return Json{{"prompt_tokens", prompt},
+              {"completion_tokens", completion},
+              {"total_tokens", prompt + completion},
+              {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 Json Completion(const Request& r, const std::string& model, const std::string& id,
-                const std::string& text, const std::string& stop_reason, size_t prompt_tokens,
-                size_t completion_tokens) {
+                const std::string& text, const std::string& stop_reason, const Json& usage) {
   Json choice{{"index", 0}, {"finish_reason", FinishReason(stop_reason)}, {"logprobs", nullptr}};
   if (r.endpoint == Endpoint::kChat) {
     choice["message"] = Json{{"role", "assistant"}, {"content", text}};
@@ -179,7 +185,7 @@ Json Completion(const Request& r, const std::string& model, const std::string& i
               {"created", static_cast<int64_t>(std::time(nullptr))},
               {"model", model},
               {"choices", Json::array({choice})},
-              {"usage", Usage(prompt_tokens, completion_tokens)}};
+              {"usage", Usage(usage)}};
 }
 
 Json Chunk(const Request& r, const std::string& model, const std::string& id,

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,18 +51,23 @@ struct Placement {
   std::vector<int32_t> prompt;  // tokens to append
   size_t reused_tokens = 0;     // tokens of the context that are not recomputed from the request
 };
-// Finds the context to continue (see the file comment). With request.context set, that context
-// is used: the rest of the text when its text is a prefix, else the whole text appended.
+// Finds the context of `app` that `text` continues (see the file comment), leaving out those
+// for which `busy` is true (another call is running on them) and damaged ones. With `context`
+// set, that context is used: the rest of the text when its text is a prefix, else the whole text
+// appended.
 StatusOr<Placement> Place(KvManager* manager, const Tokenizer& tokenizer, const std::string& app,
-                          const Request& request);
+                          const std::string& text, uint64_t context,
+                          const std::function<bool(uint64_t)>& busy);
 
-// Response bodies.
+// Response bodies. `usage` is a native done message's usage (prompt_tokens: the new tokens,
+// cached_tokens: those the context already held, completion_tokens).
 Json Completion(const Request& r, const std::string& model, const std::string& id,
-                const std::string& text, const std::string& stop_reason, size_t prompt_tokens,
-                size_t completion_tokens);
+                const std::string& text, const std::string& stop_reason, const Json& usage);
 Json Chunk(const Request& r, const std::string& model, const std::string& id,
            const std::string& text, const char* finish_reason);
-Json Usage(size_t prompt_tokens, size_t completion_tokens);
+// OpenAI's usage object: prompt_tokens counts the whole prompt, and
+// prompt_tokens_details.cached_tokens the part served from the persistent context.
+Json Usage(const Json& usage);
 Json Models(const std::string& model);
 // {"error":{"message":...,"type":...,"code":...}}
 Json Error(const Status& status);

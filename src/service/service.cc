@@ -2,72 +2,12 @@
 
 #include <algorithm>
 
+#include "service/call_request.h"
+
 namespace llms {
 namespace {
 
 using wire::Json;
-
-// A call request, validated.
-struct CallRequest {
-  uint64_t context = 0;
-  std::string prompt;
-  bool has_tokens = false;      // the prompt came as token ids
-  std::vector<int32_t> tokens;  // then: these
-  GenerateOptions options;
-};
-
-StatusOr<CallRequest> ParseCall(const Json& m, size_t window, size_t vocab) {
-  CallRequest c;
-  LLMS_ASSIGN_OR_RETURN(c.context, wire::GetUint(m, "context"));
-  if (m.contains("prompt_tokens")) {
-    const Json& ids = m["prompt_tokens"];
-    if (!ids.is_array()) return Status::InvalidArgument("field 'prompt_tokens': expected an array");
-    for (const Json& t : ids) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-          static_cast<uint64_t>(t.get<int64_t>()) >= vocab) {
-        return Status::InvalidArgument("field 'prompt_tokens': expected token ids below " +
-                                       std::to_string(vocab));
-      }
-      c.tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
-    }
-    c.has_tokens = true;
-  } else {
-    LLMS_ASSIGN_OR_RETURN(c.prompt, wire::GetString(m, "prompt"));
-  }
-  LLMS_ASSIGN_OR_RETURN(uint64_t max_tokens, wire::GetUint(m, "max_tokens", 128));
-  if (max_tokens > window) {
-    return Status::InvalidArgument("max_tokens " + std::to_string(max_tokens) +
-                                   " exceeds the model window of " + std::to_string(window));
-  }
-  c.options.max_tokens = max_tokens;
-  SamplingOptions& s = c.options.sampling;
-  LLMS_ASSIGN_OR_RETURN(double temperature, wire::GetNumber(m, "temperature", s.temperature));
-  LLMS_ASSIGN_OR_RETURN(double top_p, wire::GetNumber(m, "top_p", s.top_p));
-  LLMS_ASSIGN_OR_RETURN(uint64_t top_k, wire::GetUint(m, "top_k", static_cast<uint64_t>(s.top_k)));
-  LLMS_ASSIGN_OR_RETURN(double repeat, wire::GetNumber(m, "repeat_penalty", s.repeat_penalty));
-  LLMS_ASSIGN_OR_RETURN(s.seed, wire::GetUint(m, "seed", s.seed));
-  s.temperature = static_cast<float>(temperature);
-  s.top_p = static_cast<float>(top_p);
-  s.top_k = static_cast<int>(std::min<uint64_t>(top_k, 1u << 20));
-  s.repeat_penalty = static_cast<float>(repeat);
-  if (std::string why = s.Validate(); !why.empty()) return Status::InvalidArgument(why);
-  if (m.contains("stop") && !m["stop"].is_null()) {
-    const Json& stop = m["stop"];
-    if (stop.is_string()) {
-      c.options.stop.push_back(stop.get<std::string>());
-    } else if (stop.is_array() && stop.size() <= 16) {
-      for (const Json& s1 : stop) {
-        if (!s1.is_string() || s1.get<std::string>().empty()) {
-          return Status::InvalidArgument("field 'stop': expected non-empty strings");
-        }
-        c.options.stop.push_back(s1.get<std::string>());
-      }
-    } else {
-      return Status::InvalidArgument("field 'stop': expected a string or up to 16 strings");
-    }
-  }
-  return c;
-}
 
 Json InfoJson(const ContextInfo& info) {
   Json levels = Json::object();
@@ -75,25 +15,17 @@ Json InfoJson(const ContextInfo& info) {
   for (size_t l = 0; l < info.chunks_per_level.size() && l < 4; ++l) {
     levels[names[l]] = info.chunks_per_level[l];
   }
-  return Json{{"context", info.id},
-              {"tokens", info.tokens},
-              {"chunks", info.chunks},
-              {"resident_chunks", info.resident_chunks},
-              {"flash_chunks", info.flash_chunks},
-              {"resident_bytes", info.resident_bytes},
-              {"chunks_per_level", levels}};
-}
-
-Json StatsJson(const CallStats& s) {
-  return Json{{"chunks", s.chunks},
-              {"chunks_resident", s.chunks_resident},
-              {"chunks_loaded", s.chunks_loaded},
-              {"chunks_recomputed", s.chunks_recomputed},
-              {"bytes_read", s.bytes_read},
-              {"bytes_written", s.bytes_written},
-              {"ready_ms", 1e3 * s.ready_seconds},
-              {"first_token_ms", 1e3 * s.first_token_seconds},
-              {"extra_first_token_ms", 1e3 * s.extra_first_token_seconds}};
+  Json out{{"context", info.id},
+           {"origin", info.origin},
+           {"tokens", info.tokens},
+           {"chunks", info.chunks},
+           {"resident_chunks", info.resident_chunks},
+           {"flash_chunks", info.flash_chunks},
+           {"resident_bytes", info.resident_bytes},
+           {"chunks_per_level", levels},
+           {"last_used_unix_ms", info.last_used_unix_ms}};
+  if (!info.damage.empty()) out["damaged"] = info.damage;
+  return out;
 }
 
 }  // namespace
@@ -173,14 +105,9 @@ void Service::Handle(const std::shared_ptr<Session>& session, const Json& reques
     status = r.status();
     if (r.ok()) reply = std::move(r).value();
   } else if (type == "cancel") {
-    StatusOr<uint64_t> target = wire::GetUint(request, "target");
-    status = target.status();
-    if (target.ok()) {
-      session->Cancel(*target);
-      reply = Json{{"type", "cancelled"}, {"target", *target}};
-    }
+    reply = Cancel(session, request, &status);
   } else if (type == "create" || type == "call" || type == "delete") {
-    status = Enqueue(session, request);
+    status = Enqueue(Job{session, request, std::chrono::steady_clock::now(), nullptr, nullptr});
     if (status.ok()) return;  // the worker replies
   } else {
     status = Status::InvalidArgument("unknown message type '" + type +
@@ -193,6 +120,18 @@ void Service::Handle(const std::shared_ptr<Session>& session, const Json& reques
   }
   reply["id"] = *rid;
   session->Send(reply);
+}
+
+void Service::HandlePlaced(const std::shared_ptr<Session>& session, uint64_t id,
+                           PlacedCall placed) {
+  Json request = placed.call;
+  request["type"] = "call";
+  request["id"] = id;
+  request["context"] = placed.context;
+  request["prompt_tokens"] = Json::array();  // the worker's placement gives the prompt
+  auto shared = std::make_shared<const PlacedCall>(std::move(placed));
+  Status status = Enqueue(Job{session, request, std::chrono::steady_clock::now(), shared, nullptr});
+  if (!status.ok()) session->Send(wire::ErrorMessage(id, status));
 }
 
 Json Service::Hello(const Session& session, const Json& request, Status* status) {
@@ -216,13 +155,14 @@ Json Service::Hello(const Session& session, const Json& request, Status* status)
               {"max_contexts", limits_.max_contexts_per_app}};
 }
 
-Status Service::Enqueue(const std::shared_ptr<Session>& session, const Json& request) {
-  if (request.value("type", "") == "call") {
-    LLMS_RETURN_IF_ERROR(ParseCall(request, Window(), model_->config().vocab_size).status());
+Status Service::Enqueue(Job job) {
+  if (job.request.value("type", "") == "call") {
+    // Validated now, so a bad field is answered at once rather than after the queue.
+    LLMS_RETURN_IF_ERROR(ParseCall(job.request, Window(), model_->config().vocab_size).status());
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_) return Status::Unavailable("llmsd is shutting down; retry after it restarts");
-  std::deque<Job>& q = queues_[session->app()];
+  std::deque<Job>& q = queues_[job.session->app()];
   if (q.size() >= limits_.max_queued_per_app) {
     return Status::Unavailable("this app already has " + std::to_string(q.size()) +
                                " requests queued (the limit); wait for one to finish");
@@ -231,11 +171,96 @@ Status Service::Enqueue(const std::shared_ptr<Session>& session, const Json& req
     return Status::Unavailable("llmsd is busy: " + std::to_string(queued_) +
                                " requests queued (the limit); retry later");
   }
-  q.push_back({session, request, std::chrono::steady_clock::now(), nullptr});
+  if (job.request.value("type", "") == "call") Activate(job);
+  q.push_back(std::move(job));
   ++queued_;
   cv_.notify_one();
   return Status::Ok();
 }
+
+// ---- Cancellation ------------------------------------------------------------------------------
+
+// REQUIRES: mu_ held.
+void Service::Activate(const Job& job) {
+  active_.emplace(job.session->app(), ActiveCall{job.session, job.request.value("id", uint64_t{0}),
+                                                 job.request.value("context", uint64_t{0})});
+}
+
+void Service::Deactivate(const Session* session, uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [first, last] = active_.equal_range(session->app());
+  for (auto it = first; it != last; ++it) {
+    if (it->second.id == id && it->second.session.lock().get() == session) {
+      active_.erase(it);
+      return;
+    }
+  }
+}
+
+bool Service::ClaimContext(const Session* session, uint64_t id, uint64_t context) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [first, last] = active_.equal_range(session->app());
+  ActiveCall* self = nullptr;
+  for (auto it = first; it != last; ++it) {
+    const bool mine = it->second.id == id && it->second.session.lock().get() == session;
+    if (mine) {
+      self = &it->second;
+    } else if (it->second.started && it->second.context == context) {
+      return false;
+    }
+  }
+  if (self != nullptr) {
+    self->context = context;
+    self->started = true;
+  }
+  return true;
+}
+
+bool Service::ContextBusy(const std::string& app, uint64_t context) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [first, last] = active_.equal_range(app);
+  for (auto it = first; it != last; ++it) {
+    if (it->second.started && it->second.context == context) return true;
+  }
+  return false;
+}
+
+// Cancels, by `target`, a call of this connection, or, by `context`, every call of this app on
+// that context from any connection. Only calls queued or running are touched.
+Json Service::Cancel(const std::shared_ptr<Session>& session, const Json& request, Status* status) {
+  const bool by_context = request.contains("context");
+  StatusOr<uint64_t> key = wire::GetUint(request, by_context ? "context" : "target");
+  if (!key.ok()) {
+    *status = key.status();
+    return {};
+  }
+  size_t cancelled = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [first, last] = active_.equal_range(session->app());
+    for (auto it = first; it != last; ++it) {
+      std::shared_ptr<Session> owner = it->second.session.lock();
+      const bool match =
+          by_context ? it->second.context == *key : owner == session && it->second.id == *key;
+      if (owner == nullptr || !match) continue;
+      owner->Cancel(it->second.id);
+      ++cancelled;
+    }
+  }
+  if (cancelled == 0) {
+    *status = Status::NotFound(by_context ? "no call on context " + std::to_string(*key) +
+                                                " is queued or running"
+                                          : "no call with id " + std::to_string(*key) +
+                                                " is queued or running on this connection");
+    return {};
+  }
+  Json reply{{"type", "cancelled"}, {"calls", cancelled}};
+  reply[by_context ? "context" : "target"] = *key;
+  return reply;
+}
+
+// ---- The worker
+// -----------------------------------------------------------------------------------
 
 // Takes the next job round-robin over apps. REQUIRES: mu_ held, queued_ > 0.
 bool Service::PopNext(Job* job) {
@@ -270,124 +295,24 @@ void Service::WorkerLoop() {
 
 void Service::Run(const Job& job) {
   const uint64_t rid = job.request.value("id", uint64_t{0});
+  const std::string type = job.request.value("type", "");
   const double waited =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - job.queued_at).count();
   Status status;
   Json reply;
-  if (job.progress != nullptr) {
-    return RunCallSlice(job);
-  } else if (job.session->cancelled(rid)) {
-    status = Status::Unavailable("cancelled before it started");
-  } else if (waited > limits_.queue_timeout_seconds) {
+  if (type == "call") return RunCallSlice(job);  // it checks cancellation and the queue time
+  if (waited > limits_.queue_timeout_seconds) {
     status = Status::Unavailable("timed out after " + std::to_string(static_cast<int>(waited)) +
                                  " s in the queue");
-  } else if (job.request.value("type", "") == "call") {
-    return RunCallSlice(job);
   } else {
     reply = Execute(job.session.get(), job.request, &status);
   }
-  job.session->Forget(rid);
   if (!status.ok()) {
     job.session->Send(wire::ErrorMessage(rid, status));
     return;
   }
   reply["id"] = rid;
   job.session->Send(reply);
-}
-
-// A call between its slices.
-struct Service::CallProgress {
-  CallRequest call;
-  std::vector<int32_t> prompt;
-  size_t prompt_done = 0;  // prompt tokens already computed
-  std::unique_ptr<GenerationState> state;
-  std::string text, stop_reason;
-  CallStats first;  // the first slice's: its restore is the call's switch
-  size_t slices = 0, bytes_read = 0, bytes_written = 0;
-  double decode_seconds = 0;
-};
-
-void Service::Requeue(Job job) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::string app = job.session->app();
-  queues_[app].push_back(std::move(job));
-  ++queued_;
-  cv_.notify_one();
-}
-
-void Service::RunCallSlice(Job job) {
-  const uint64_t rid = job.request.value("id", uint64_t{0});
-  Session* session = job.session.get();
-  if (job.progress == nullptr) {
-    StatusOr<std::shared_ptr<CallProgress>> started = StartCall(session, job.request);
-    if (!started.ok()) {
-      session->Forget(rid);
-      metrics_.RecordCall(CallStats{}, 0, 0, 0, "error");
-      session->Send(wire::ErrorMessage(rid, started.status()));
-      return;
-    }
-    job.progress = std::move(started).value();
-  }
-  CallProgress& p = *job.progress;
-  GenerateOptions options = p.call.options;
-  std::span<const int32_t> piece(p.prompt);
-  piece = piece.subspan(p.prompt_done);
-  if (piece.size() > limits_.prefill_slice) {
-    piece = piece.first(limits_.prefill_slice);  // more prompt first; nothing generated yet
-    options.max_tokens = 0;
-  } else {
-    options.state = p.state.get();
-    options.yield_after = limits_.decode_slice;
-  }
-  auto on_text = [&](std::string_view text) {
-    if (session->cancelled(rid)) return false;
-    p.text += text;
-    return session->Send(Json{{"type", "token"}, {"id", rid}, {"text", std::string(text)}});
-  };
-  StatusOr<CallResult> r = session->cancelled(rid) ? StatusOr<CallResult>(CallResult{})
-                                                   : manager_->Call(session->app(), p.call.context,
-                                                                    piece, options, on_text);
-  if (!r.ok()) {
-    session->Forget(rid);
-    metrics_.RecordCall(p.first, 0, 0, 0, "error");
-    session->Send(wire::ErrorMessage(rid, r.status()));
-    return;
-  }
-  p.prompt_done += piece.size();
-  p.decode_seconds += r->generation.decode_seconds;
-  if (p.slices++ == 0) p.first = r->stats;
-  p.bytes_read += r->stats.bytes_read;
-  p.bytes_written += r->stats.bytes_written;
-  const std::string reason = session->cancelled(rid) ? "cancelled" : r->generation.stop_reason;
-  if (reason != "cancelled" && (p.prompt_done < p.prompt.size() || reason == "yield")) {
-    return Requeue(std::move(job));  // other calls take their turn
-  }
-  session->Forget(rid);
-  CallStats stats = p.first;
-  stats.bytes_read = p.bytes_read;
-  stats.bytes_written = p.bytes_written;
-  metrics_.RecordCall(stats, p.prompt.size(), p.state->generated, p.decode_seconds,
-                      reason == "cancelled" ? "cancelled" : "ok");
-  Json done{
-      {"type", "done"},
-      {"id", rid},
-      {"context", p.call.context},
-      {"text", p.text},
-      {"stop_reason", reason},
-      {"usage", {{"prompt_tokens", p.prompt.size()}, {"completion_tokens", p.state->generated}}},
-      {"stats", StatsJson(stats)}};
-  if (call_observer_) {
-    call_observer_(Json{{"app", session->app()},
-                        {"context", p.call.context},
-                        {"prompt_tokens", p.prompt.size()},
-                        {"completion_tokens", p.state->generated},
-                        {"slices", p.slices},
-                        {"switch_ms", 1e3 * stats.extra_first_token_seconds},
-                        {"chunks_loaded", stats.chunks_loaded},
-                        {"chunks_recomputed", stats.chunks_recomputed},
-                        {"outcome", reason}});
-  }
-  session->Send(done);
 }
 
 Json Service::Execute(Session* session, const Json& request, Status* status) {
@@ -415,40 +340,6 @@ StatusOr<Json> Service::Create(Session* session, const Json& request) {
   return Json{{"type", "created"}, {"context", id}, {"tokens", prefix.size()}};
 }
 
-StatusOr<std::shared_ptr<Service::CallProgress>> Service::StartCall(Session* session,
-                                                                    const Json& request) {
-  auto p = std::make_shared<CallProgress>();
-  LLMS_ASSIGN_OR_RETURN(p->call, ParseCall(request, Window(), model_->config().vocab_size));
-  const CallRequest& c = p->call;
-  LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have,
-                        manager_->ContextTokens(session->app(), c.context));
-  p->prompt = c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
-  if (p->prompt.size() > limits_.max_prompt_tokens) {
-    return Status::InvalidArgument("prompt of " + std::to_string(p->prompt.size()) +
-                                   " tokens exceeds the limit of " +
-                                   std::to_string(limits_.max_prompt_tokens) + " per call");
-  }
-  const size_t window = Window();
-  const size_t need = p->prompt.size() + c.options.max_tokens;
-  if (have.size() + need > window && limits_.slide_full_contexts &&
-      need + 2 * kSinkTokens <= window) {
-    // Keep half of what is left after the sink and this call, so the next turns fit too.
-    LLMS_RETURN_IF_ERROR(
-        manager_->SlideContext(session->app(), c.context, (window - kSinkTokens - need) / 2));
-    LLMS_ASSIGN_OR_RETURN(have, manager_->ContextTokens(session->app(), c.context));
-  }
-  if (have.size() + need > window) {
-    return Status::ResourceExhausted(
-        "context " + std::to_string(c.context) + " holds " + std::to_string(have.size()) +
-        " tokens; with this prompt's " + std::to_string(p->prompt.size()) + " and max_tokens " +
-        std::to_string(c.options.max_tokens) + " it would exceed the model window of " +
-        std::to_string(window) + " tokens: start a new context, ask for fewer tokens" +
-        (limits_.slide_full_contexts ? "" : ", or run llmsd with --full-context slide"));
-  }
-  p->state = std::make_unique<GenerationState>(&model_->tokenizer(), c.options);
-  return p;
-}
-
 StatusOr<Json> Service::Delete(Session* session, const Json& request) {
   LLMS_ASSIGN_OR_RETURN(uint64_t id, wire::GetUint(request, "context"));
   LLMS_RETURN_IF_ERROR(manager_->DeleteContext(session->app(), id));
@@ -468,6 +359,14 @@ StatusOr<Json> Service::Stats(const Session& session, const Json& request) {
   LLMS_ASSIGN_OR_RETURN(ContextInfo info, manager_->GetContextInfo(session.app(), id));
   Json out = InfoJson(info);
   out["type"] = "stats";
+  return out;
+}
+
+std::vector<ContextInfo> Service::DamagedContexts() const {
+  std::vector<ContextInfo> out;
+  for (const ContextInfo& info : manager_->ListAllContexts()) {
+    if (!info.damage.empty()) out.push_back(info);
+  }
   return out;
 }
 

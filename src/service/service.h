@@ -9,7 +9,9 @@
 // so no call waits behind another's whole generation. Reads (list, stats) are answered at once.
 // A full queue is a clear "unavailable" error, not a wait without end.
 //
-// Non-goal: StreamingLLM-style context shifting (a full context is a clear error).
+// HTTP requests are placed here too: which context an OpenAI request continues is decided by the
+// worker, atomically with its call, so no other call can change the context in between.
+// service.cc: sessions, queues and the plain requests; service_call.cc: running calls.
 #pragma once
 
 #include <atomic>
@@ -23,8 +25,10 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "memory/kv_manager.h"
 #include "model/llama_model.h"
 #include "protocol/wire.h"
@@ -33,11 +37,11 @@
 namespace llms {
 
 struct ServiceLimits {
-  size_t context_window = 0;         // tokens a context may hold (0: the model's declared window)
-  bool slide_full_contexts = false;  // at the window: keep sink + recent tokens, or refuse
-  size_t prefill_slice = 256;        // prompt tokens computed before other calls get a turn
-  size_t decode_slice = 16;          // tokens generated before other calls get a turn
-  size_t max_contexts_per_app = 64;
+  size_t context_window = 0;           // tokens a context may hold (0: the model's declared window)
+  bool slide_full_contexts = false;    // at the window: keep sink + recent tokens, or refuse
+  size_t prefill_slice = 256;          // prompt tokens computed before other calls get a turn
+  size_t decode_slice = 16;            // tokens generated before other calls get a turn
+  size_t max_contexts_per_app = 64;    // the HTTP API retires its own least recently used ones
   size_t max_prompt_tokens = 2048;     // per call, after tokenization
   size_t max_queued_per_app = 32;      // calls waiting, per app
   size_t max_queued = 128;             // calls waiting, all apps
@@ -57,6 +61,7 @@ class Session {
   bool Send(const wire::Json& message);
   void Close();
   bool closed() const { return closed_; }
+  // Marks a call of this session cancelled. Only the Service calls it, for a call it runs.
   void Cancel(uint64_t request_id);
   bool cancelled(uint64_t request_id);
   void Forget(uint64_t request_id);
@@ -66,7 +71,14 @@ class Session {
   const Sender sender_;
   std::mutex mu_;
   std::atomic<bool> closed_{false};
-  std::set<uint64_t> cancelled_;  // guarded by mu_
+  std::set<uint64_t> cancelled_ GUARDED_BY(mu_);
+};
+
+// An OpenAI request's call, before the worker has placed it in a context.
+struct PlacedCall {
+  std::string text;      // the whole conversation (chat, rendered) or prompt (completion)
+  uint64_t context = 0;  // an explicit context, or 0: the app's context that the text extends
+  wire::Json call;       // a native call message without "context" and "prompt" (sampling, stop)
 };
 
 class Service {
@@ -78,6 +90,11 @@ class Service {
 
   // Handles one message; replies go to `session`. Never blocks on the engine.
   void Handle(const std::shared_ptr<Session>& session, const wire::Json& request);
+  // Queues an OpenAI request's call under `id`: the worker finds or creates its context
+  // (retiring the app's least recently used HTTP context at the limit), replies `placed` with
+  // the context, then runs it as a call (replies as for a call). A request that fails leaves no
+  // context it created behind.
+  void HandlePlaced(const std::shared_ptr<Session>& session, uint64_t id, PlacedCall placed);
 
   // Refuses new work, lets queued and running calls finish, stops the worker.
   void Drain();
@@ -94,25 +111,48 @@ class Service {
   }
   // The Prometheus text of /metrics.
   std::string RenderMetrics() const { return metrics_.Render(manager_, queued()); }
+  // Contexts whose stored row is damaged (set aside at start), for the daemon's log.
+  std::vector<ContextInfo> DamagedContexts() const;
   const LlamaModel& model() const { return *model_; }
 
  private:
-  struct CallProgress;  // a call between its slices (service.cc)
+  struct CallProgress;  // a call between its slices (service_call.cc)
   struct Job {
     std::shared_ptr<Session> session;
     wire::Json request;
     std::chrono::steady_clock::time_point queued_at;
-    std::shared_ptr<CallProgress> progress;  // set once the call has started
+    std::shared_ptr<const PlacedCall> placed;  // an HTTP call, to place before it starts
+    std::shared_ptr<CallProgress> progress;    // set once the call has started
+  };
+  // A call queued or running, so that a cancel can find it.
+  struct ActiveCall {
+    std::weak_ptr<Session> session;
+    uint64_t id = 0;
+    uint64_t context = 0;  // 0 until an HTTP call is placed
+    bool started = false;  // it has run a slice: its context is its own until it ends
   };
 
-  Status Enqueue(const std::shared_ptr<Session>& session, const wire::Json& request);
+  Status Enqueue(Job job);
   void WorkerLoop();
   bool PopNext(Job* job);
   void Run(const Job& job);
   wire::Json Execute(Session* session, const wire::Json& request, Status* status);
   StatusOr<wire::Json> Create(Session* session, const wire::Json& request);
-  StatusOr<std::shared_ptr<CallProgress>> StartCall(Session* session, const wire::Json& request);
+  wire::Json Cancel(const std::shared_ptr<Session>& session, const wire::Json& request,
+                    Status* status);
+  void Activate(const Job& job);
+  void Deactivate(const Session* session, uint64_t id);
+  // Makes `context` the call's own while it runs; false when another started call holds it
+  // (the call then waits its turn: two calls' slices must not interleave in one context).
+  bool ClaimContext(const Session* session, uint64_t id, uint64_t context);
+  bool ContextBusy(const std::string& app, uint64_t context) const;
+
+  // service_call.cc
+  Status StartCall(Session* session, const Job& job, CallProgress* p);
+  Status Place(Session* session, const PlacedCall& placed, CallProgress* p);
+  StatusOr<uint64_t> CreateHttpContext(const std::string& app);
   void RunCallSlice(Job job);
+  void FinishCall(Job& job, Status status, const std::string& stop_reason);
   void Requeue(Job job);
   StatusOr<wire::Json> Delete(Session* session, const wire::Json& request);
   StatusOr<wire::Json> List(const Session& session);
@@ -127,10 +167,11 @@ class Service {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, std::deque<Job>> queues_;  // by app; guarded by mu_
-  std::string last_app_;                           // round-robin position; guarded by mu_
-  size_t queued_ = 0;                              // guarded by mu_
-  bool draining_ = false;                          // guarded by mu_
+  std::map<std::string, std::deque<Job>> queues_ GUARDED_BY(mu_);  // by app
+  std::string last_app_ GUARDED_BY(mu_);                           // round-robin position
+  size_t queued_ GUARDED_BY(mu_) = 0;
+  bool draining_ GUARDED_BY(mu_) = false;
+  std::multimap<std::string, ActiveCall> active_ GUARDED_BY(mu_);  // by app
   Metrics metrics_;
   std::function<void(const wire::Json&)> call_observer_;
   std::thread worker_;

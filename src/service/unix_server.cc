@@ -8,32 +8,51 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
+
+#include "spdlog/spdlog.h"
 
 namespace llms {
 namespace {
 
 using wire::Json;
 
-StatusOr<std::string> PeerApp(int fd) {
+// The first bytes of a connection (enough to tell HTTP from a native frame) must arrive within
+// this long; a native client sends its hello at once.
+constexpr double kFirstBytesTimeoutSeconds = 60;
+
+StatusOr<uid_t> PeerUid(int fd) {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     return Status::FromErrno("getsockopt(SO_PEERCRED)", errno);
   }
-  return "uid:" + std::to_string(cred.uid);
+  return cred.uid;
+}
+
+// Tells a peer it was refused, without waiting for it, and closes the socket.
+void Refuse(int fd, const Status& why) {
+  const std::string frame = wire::EncodeFrame(wire::Serialize(wire::ErrorMessage(0, why)));
+  (void)!send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(fd);
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
 
-UnixServer::UnixServer(Key, int fd, std::string path, Service* service, uint32_t max_frame_bytes)
-    : listen_fd_(fd),
-      path_(std::move(path)),
-      service_(service),
-      max_frame_bytes_(max_frame_bytes) {}
+UnixServer::UnixServer(Key, int fd, std::string path, bool tcp, Service* service,
+                       const ServerOptions& options)
+    : listen_fd_(fd), path_(std::move(path)), tcp_(tcp), service_(service), options_(options) {}
 
 StatusOr<std::unique_ptr<UnixServer>> UnixServer::Listen(const std::string& path, Service* service,
-                                                         uint32_t max_frame_bytes) {
+                                                         const ServerOptions& options) {
   sockaddr_un addr{};
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
     return Status::InvalidArgument("socket path '" + path + "' must be 1 to " +
@@ -61,12 +80,12 @@ StatusOr<std::unique_ptr<UnixServer>> UnixServer::Listen(const std::string& path
     close(fd);
     return Status::FromErrno("listen " + path, err);
   }
-  return std::make_unique<UnixServer>(Key(), fd, path, service, max_frame_bytes);
+  return std::make_unique<UnixServer>(Key(), fd, path, false, service, options);
 }
 
 StatusOr<std::unique_ptr<UnixServer>> UnixServer::ListenTcp(const std::string& host, uint16_t port,
                                                             Service* service,
-                                                            const HttpOptions& http) {
+                                                            const ServerOptions& options) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -82,10 +101,7 @@ StatusOr<std::unique_ptr<UnixServer>> UnixServer::ListenTcp(const std::string& h
     close(fd);
     return Status::FromErrno("listen on " + host + ":" + std::to_string(port), err);
   }
-  auto server = std::make_unique<UnixServer>(Key(), fd, "", service, 0);
-  server->tcp_ = true;
-  server->http_ = http;
-  return server;
+  return std::make_unique<UnixServer>(Key(), fd, "", true, service, options);
 }
 
 uint16_t UnixServer::port() const {
@@ -96,8 +112,8 @@ uint16_t UnixServer::port() const {
 }
 
 StatusOr<std::unique_ptr<UnixServer>> UnixServer::Adopt(int fd, Service* service,
-                                                        uint32_t max_frame_bytes) {
-  return std::make_unique<UnixServer>(Key(), fd, "", service, max_frame_bytes);
+                                                        const ServerOptions& options) {
+  return std::make_unique<UnixServer>(Key(), fd, "", false, service, options);
 }
 
 UnixServer::~UnixServer() {
@@ -107,6 +123,21 @@ UnixServer::~UnixServer() {
   done_cv_.wait(lock, [&] { return live_connections_ == 0; });
   close(listen_fd_);
   if (!path_.empty()) unlink(path_.c_str());
+}
+
+bool UnixServer::Admit(const std::string& owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t limit = tcp_ ? options_.max_tcp_connections : options_.max_connections_per_uid;
+  size_t& open = per_owner_[owner];
+  if (open < limit) {
+    ++open;
+    return true;
+  }
+  if (NowSeconds() != last_refusal_log_) {  // at most one line a second, whatever the flood
+    last_refusal_log_ = NowSeconds();
+    spdlog::warn("event=connection_refused owner={} open={} limit={}", owner, open, limit);
+  }
+  return false;
 }
 
 void UnixServer::Serve() {
@@ -121,16 +152,32 @@ void UnixServer::Serve() {
       }
       break;  // the listening socket is gone
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      close(fd);
-      break;
+    StatusOr<uid_t> uid = tcp_ ? StatusOr<uid_t>(uid_t{0}) : PeerUid(fd);
+    if (!uid.ok()) {
+      Refuse(fd, uid.status());
+      continue;
     }
-    open_fds_.insert(fd);
+    const std::string owner = tcp_ ? "tcp" : "uid:" + std::to_string(*uid);
+    if (!Admit(owner)) {
+      Refuse(fd, Status::Unavailable(owner + " already has the most connections llmsd allows (" +
+                                     std::to_string(tcp_ ? options_.max_tcp_connections
+                                                         : options_.max_connections_per_uid) +
+                                     "); close one and retry"));
+      continue;
+    }
+    StatusOr<std::shared_ptr<PeerConnection>> conn = PeerConnection::Adopt(fd, options_.peer);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!conn.ok() || stopping_) {
+      if (conn.ok()) (*conn)->Close();
+      --per_owner_[owner];
+      if (stopping_) break;
+      continue;
+    }
+    open_.insert(*conn);
     ++live_connections_;
     // Detached: a finished connection leaves nothing behind; the destructor waits for the
     // live ones through live_connections_.
-    std::thread([this, fd] { ServeConnection(fd); }).detach();
+    std::thread([this, c = *conn, owner, u = *uid] { ServeConnection(c, owner, u); }).detach();
   }
 }
 
@@ -141,60 +188,92 @@ void UnixServer::Stop() {
 
 void UnixServer::Disconnect() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (int fd : open_fds_) shutdown(fd, SHUT_RDWR);  // ends each connection's read loop
+  for (const auto& conn : open_) conn->Shutdown();
 }
 
-void UnixServer::ServeConnection(int fd) {
-  // The session owns the descriptor: queued calls may still hold the session (and reply to a
-  // closed one with nothing) after this thread is gone, and the fd must not be reused by then.
-  struct OwnedFd {
-    explicit OwnedFd(int f) : fd(f) {}
-    OwnedFd(const OwnedFd&) = delete;
-    OwnedFd& operator=(const OwnedFd&) = delete;
-    ~OwnedFd() { close(fd); }
-    const int fd;
-  };
-  auto owned = std::make_shared<OwnedFd>(fd);
-  StatusOr<std::string> app = tcp_ ? StatusOr<std::string>(std::string()) : PeerApp(fd);
-  auto session = std::make_shared<Session>(app.ok() ? *app : "", [owned](const Json& m) {
-    return wire::WriteFrame(owned->fd, wire::Serialize(m));
+void UnixServer::ServeConnection(std::shared_ptr<PeerConnection> conn, std::string owner,
+                                 uid_t uid) {
+  // The session holds the connection: queued calls may still hold the session (and reply into
+  // a closed connection, which drops the bytes) after this thread is gone.
+  auto session = std::make_shared<Session>(tcp_ ? "" : owner, [conn](const Json& m) {
+    return conn->Queue(wire::EncodeFrame(wire::Serialize(m)))
+               ? Status::Ok()
+               : Status::IOError("the peer is gone or stopped reading");
   });
-  char head[4] = {};
-  if (!app.ok()) {
-    session->Send(wire::ErrorMessage(0, app.status()));
-  } else if (tcp_) {
-    ServeHttp(fd, "", service_, http_);
-  } else if (const ssize_t n = recv(fd, head, sizeof(head), MSG_PEEK | MSG_WAITALL);
-             n > 0 && LooksLikeHttp(std::string_view(head, static_cast<size_t>(n)))) {
-    ServeHttp(fd, *app, service_, http_);
-  } else {
-    ServeNative(fd, session);
+  const HttpPeer http_peer{tcp_ ? "" : owner, !tcp_ && (uid == 0 || uid == geteuid())};
+  char head[4096];
+  size_t got = 0;
+  // Enough bytes to tell the protocols apart (a frame header is 4).
+  const Deadline first = DeadlineIn(kFirstBytesTimeoutSeconds);
+  while (!tcp_ && got < 4) {
+    StatusOr<size_t> n =
+        conn->Read(std::span<char>(head + got, sizeof(head) - got), first, "a first request");
+    if (!n.ok() || *n == 0) break;
+    got += *n;
+  }
+  const std::string_view bytes(head, got);
+  if (tcp_ || (got > 0 && LooksLikeHttp(bytes))) {
+    ServeHttp(conn.get(), bytes, http_peer, service_, options_.http);
+  } else if (got >= 4) {
+    ServeNative(conn.get(), bytes, session);
   }
   // Queued and running calls of this peer see the session closed and stop.
   session->Close();
-  shutdown(fd, SHUT_RDWR);
+  conn->Shutdown();
+  for (char sink[256];;) {  // sends what is still queued (an error message), then ends
+    StatusOr<size_t> n = conn->Read(sink, kNoDeadline, "the end");
+    if (!n.ok() || *n == 0) break;
+  }
+  conn->Close();
   std::lock_guard<std::mutex> lock(mu_);
-  open_fds_.erase(fd);
+  open_.erase(conn);
+  --per_owner_[owner];
   --live_connections_;
   done_cv_.notify_all();
 }
 
-void UnixServer::ServeNative(int fd, const std::shared_ptr<Session>& session) {
+void UnixServer::ServeNative(PeerConnection* conn, std::string_view head,
+                             const std::shared_ptr<Session>& session) {
+  wire::FrameDecoder decoder(options_.max_frame_bytes);
+  Status s = decoder.Append(head);
+  Deadline frame_deadline = kNoDeadline;
+  char chunk[65536];
   for (;;) {
-    StatusOr<std::string> frame = wire::ReadFrame(fd, max_frame_bytes_);
-    if (!frame.ok()) {
-      // Oversized or torn frames leave the stream out of sync: say why, then hang up.
-      if (frame.status().code() == StatusCode::kInvalidArgument) {
-        session->Send(wire::ErrorMessage(0, frame.status()));
+    std::string payload;
+    bool took = false;
+    while (s.ok() && decoder.Next(&payload)) {
+      took = true;
+      StatusOr<Json> message = wire::ParseMessage(payload);
+      if (!message.ok()) {
+        session->Send(wire::ErrorMessage(0, message.status()));
+        continue;  // framing is intact: the next message may be fine
+      }
+      service_->Handle(session, *message);
+    }
+    if (!s.ok()) {
+      // An oversized frame leaves the stream out of sync: say why, then hang up.
+      session->Send(wire::ErrorMessage(0, s));
+      return;
+    }
+    // A frame once started must finish in time; between frames a client may idle.
+    if (took || !decoder.mid_frame()) frame_deadline = kNoDeadline;
+    if (decoder.mid_frame() && frame_deadline == kNoDeadline) {
+      frame_deadline = DeadlineIn(options_.frame_timeout_seconds);
+    }
+    StatusOr<size_t> n = conn->Read(chunk, frame_deadline, "the rest of a frame");
+    if (!n.ok()) {
+      if (n.status().code() == StatusCode::kUnavailable) {
+        session->Send(wire::ErrorMessage(
+            0, Status::InvalidArgument(
+                   "a frame was not complete " +
+                   std::to_string(static_cast<int>(options_.frame_timeout_seconds)) +
+                   " s after it began (" + std::to_string(decoder.buffered_bytes()) +
+                   " bytes arrived); hanging up")));
       }
       return;
     }
-    StatusOr<Json> message = wire::ParseMessage(*frame);
-    if (!message.ok()) {
-      session->Send(wire::ErrorMessage(0, message.status()));
-      continue;  // framing is intact: the next message may be fine
-    }
-    service_->Handle(session, *message);
+    if (*n == 0) return;  // the peer closed its side
+    s = decoder.Append(std::string_view(chunk, *n));
   }
 }
 

@@ -105,23 +105,23 @@ Status ChunkStore::Recover() {
 
 StatusOr<uint64_t> ChunkStore::CreateContext(const std::string& app,
                                              std::span<const int32_t> tokens,
-                                             const std::string& settings) {
+                                             const std::string& origin) {
   std::lock_guard<std::mutex> lock(mu_);
-  return meta_->CreateContext(app, tokens, settings, NowMs());
+  return meta_->CreateContext(app, tokens, origin, NowMs());
 }
 
-Status ChunkStore::UpdateContextTokens(uint64_t id, std::span<const int32_t> tokens,
-                                       uint32_t drop_chunks_from) {
+Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, uint64_t kv_tokens,
+                                 uint32_t drop_chunks_from) {
+  if (kv_tokens > tokens.size()) {
+    return Status::InvalidArgument("context " + std::to_string(id) + ": KV length " +
+                                   std::to_string(kv_tokens) + " exceeds its " +
+                                   std::to_string(tokens.size()) + " tokens");
+  }
   const uint64_t drop = drop_chunks_from == kKeepChunks ? MetaDb::kAllChunks : drop_chunks_from;
   std::lock_guard<std::mutex> lock(mu_);
-  LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->UpdateContextTokens(id, tokens, drop, NowMs()));
+  LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->UpdateContext(id, tokens, kv_tokens, drop, NowMs()));
   RetireLocked(dropped);
   return Status::Ok();
-}
-
-Status ChunkStore::UpdateContextSettings(uint64_t id, const std::string& settings) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return meta_->UpdateContextSettings(id, settings, NowMs());
 }
 
 StatusOr<ContextRecord> ChunkStore::GetContext(uint64_t id) {

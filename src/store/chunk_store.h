@@ -68,15 +68,18 @@ class ChunkStore {
   // REQUIRES: no call of this store is running.
   ~ChunkStore();
 
-  // Contexts. Unknown ids are NotFound.
+  // Contexts. Unknown ids are NotFound. `origin` is kept for the owner ("native", "http").
   StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> tokens,
-                                   const std::string& settings = "");
-  // Replaces the token text. With drop_chunks_from set, chunks with index >= it are deleted in
-  // the same transaction (for a token text that shrank or changed from that chunk on).
+                                   const std::string& origin = "native");
+  // Replaces the token text and the KV length (tokens whose chunks may be stored) in one
+  // transaction. With drop_chunks_from set, chunks with index >= it are deleted in the same
+  // transaction (for a token text that shrank or changed from that chunk on). REQUIRES:
+  // kv_tokens <= tokens.size().
   static constexpr uint32_t kKeepChunks = UINT32_MAX;
-  Status UpdateContextTokens(uint64_t id, std::span<const int32_t> tokens,
-                             uint32_t drop_chunks_from = kKeepChunks);
-  Status UpdateContextSettings(uint64_t id, const std::string& settings);
+  Status UpdateContext(uint64_t id, std::span<const int32_t> tokens, uint64_t kv_tokens,
+                       uint32_t drop_chunks_from = kKeepChunks);
+  // Records whose row is damaged are returned with ContextRecord::damage set (listed, not
+  // fatal); an error means the database itself could not be read.
   StatusOr<ContextRecord> GetContext(uint64_t id);
   StatusOr<std::vector<ContextRecord>> ListContexts();  // by id
   // Deletes the context and all its chunks; their extents are reused.

@@ -10,18 +10,23 @@ namespace {
 
 namespace fmt = store_format;
 
-constexpr char kSchema[] = R"sql(
+constexpr char kInfoTable[] = R"sql(
 CREATE TABLE IF NOT EXISTS store_info(
   key TEXT PRIMARY KEY,
   value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS contexts(
+)sql";
+
+// The current schema (version 2), for a new store.
+constexpr char kSchema[] = R"sql(
+CREATE TABLE contexts(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   app TEXT NOT NULL,
   created_unix_ms INTEGER NOT NULL,
   updated_unix_ms INTEGER NOT NULL,
   tokens BLOB NOT NULL,
-  settings TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks(
+  kv_tokens INTEGER NOT NULL,
+  origin TEXT NOT NULL);
+CREATE TABLE chunks(
   context_id INTEGER NOT NULL,
   chunk_index INTEGER NOT NULL,
   level INTEGER NOT NULL,
@@ -34,14 +39,32 @@ CREATE TABLE IF NOT EXISTS chunks(
   extent_length INTEGER NOT NULL,
   layer_checksums BLOB NOT NULL,
   generation INTEGER NOT NULL,
+  tokens_hash INTEGER NOT NULL,
   PRIMARY KEY(context_id, chunk_index)) WITHOUT ROWID;
+)sql";
+
+// Version 1 to 2: the KV length moves from the free-text `settings` into a typed column (text
+// that is not a plain number gives 0: that context's KV is recomputed, nothing is lost). Chunk
+// rows carry no tokens_hash yet, so they are dropped (a cache: recomputed from the text) and
+// Recover then gives their extents back.
+constexpr char kMigrateV1ToV2[] = R"sql(
+ALTER TABLE contexts ADD COLUMN kv_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE contexts ADD COLUMN origin TEXT NOT NULL DEFAULT 'native';
+UPDATE contexts SET kv_tokens = CAST(settings AS INTEGER)
+  WHERE settings <> '' AND settings NOT GLOB '*[^0-9]*' AND length(settings) < 19;
+ALTER TABLE contexts DROP COLUMN settings;
+DELETE FROM chunks;
+ALTER TABLE chunks ADD COLUMN tokens_hash INTEGER NOT NULL DEFAULT 0;
+UPDATE store_info SET value = 2 WHERE key = 'schema_version';
 )sql";
 
 constexpr char kChunkColumns[] =
     "context_id, chunk_index, level, num_layers, layer_bytes, valid_tokens, density, stats, "
-    "extent_offset, extent_length, layer_checksums, generation";
+    "extent_offset, extent_length, layer_checksums, generation, tokens_hash";
+constexpr int kChunkColumnCount = 13;
 
-constexpr char kContextColumns[] = "id, app, created_unix_ms, updated_unix_ms, tokens, settings";
+constexpr char kContextColumns[] =
+    "id, app, created_unix_ms, updated_unix_ms, tokens, kv_tokens, origin";
 
 Status BadField(const ChunkMeta& c, const char* field, int64_t value) {
   return Status::Corruption("chunk row (context " + std::to_string(c.context_id) + ", chunk " +
@@ -78,6 +101,7 @@ StatusOr<ChunkMeta> ChunkFromRow(const SqliteStatement& st) {
   c.extent_offset = static_cast<uint64_t>(offset);
   c.extent_length = static_cast<uint64_t>(length);
   c.generation = static_cast<uint64_t>(generation);
+  c.tokens_hash = static_cast<uint64_t>(st.ColumnInt64(12));
   if (c.extent_length != AlignUp(c.data_bytes())) return BadField(c, "extent_length", length);
   LLMS_ASSIGN_OR_RETURN(c.layer_checksums,
                         fmt::DecodeUint64s(st.ColumnBlob(10), "chunks.layer_checksums"));
@@ -87,14 +111,30 @@ StatusOr<ChunkMeta> ChunkFromRow(const SqliteStatement& st) {
   return c;
 }
 
-StatusOr<ContextRecord> ContextFromRow(const SqliteStatement& st) {
+// Decodes one context row (columns kContextColumns). A row that cannot be used is returned with
+// `damage` saying why, so one bad row never hides the others.
+ContextRecord ContextFromRow(const SqliteStatement& st) {
   ContextRecord r;
   r.id = static_cast<uint64_t>(st.ColumnInt64(0));
   r.app = st.ColumnText(1);
   r.created_unix_ms = st.ColumnInt64(2);
   r.updated_unix_ms = st.ColumnInt64(3);
-  LLMS_ASSIGN_OR_RETURN(r.tokens, fmt::DecodeInt32s(st.ColumnBlob(4), "contexts.tokens"));
-  r.settings = st.ColumnText(5);
+  r.origin = st.ColumnText(6);
+  StatusOr<std::vector<int32_t>> tokens = fmt::DecodeInt32s(st.ColumnBlob(4), "contexts.tokens");
+  if (!tokens.ok()) {
+    r.damage = tokens.status().message();
+    return r;
+  }
+  r.tokens = std::move(tokens).value();
+  const int64_t kv = st.ColumnInt64(5);
+  if (!st.ColumnIsInteger(5)) {
+    r.damage = "contexts.kv_tokens holds '" + st.ColumnText(5) + "', not an integer";
+  } else if (kv < 0 || static_cast<uint64_t>(kv) > r.tokens.size()) {
+    r.damage = "contexts.kv_tokens " + std::to_string(kv) + " is outside its text of " +
+               std::to_string(r.tokens.size()) + " tokens";
+  } else {
+    r.kv_tokens = static_cast<uint64_t>(kv);
+  }
   return r;
 }
 
@@ -134,62 +174,71 @@ StatusOr<int64_t> MetaDb::InfoValue(const char* key) {
   return st.ColumnInt64(0);
 }
 
+StatusOr<bool> MetaDb::IsNew() {
+  LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT count(*) FROM store_info"));
+  LLMS_ASSIGN_OR_RETURN(const bool row, st.Step());
+  return row && st.ColumnInt64(0) == 0;
+}
+
 Status MetaDb::InitSchema() {
   LLMS_ASSIGN_OR_RETURN(auto txn, SqliteTransaction::Begin(db_.get()));
   LLMS_ASSIGN_OR_RETURN(const std::string mode, JournalMode());
   if (mode != "wal") return Status::IOError(db_->path() + ": cannot use WAL journal mode");
-  LLMS_RETURN_IF_ERROR(db_->Exec(kSchema));
-  const std::string init = "INSERT OR IGNORE INTO store_info VALUES('schema_version', " +
-                           std::to_string(fmt::kSchemaVersion) + "), ('extent_alignment', " +
-                           std::to_string(fmt::kExtentAlignment) + "), ('next_generation', 1)";
-  LLMS_RETURN_IF_ERROR(db_->Exec(init));
+  LLMS_RETURN_IF_ERROR(db_->Exec(kInfoTable));
+  LLMS_ASSIGN_OR_RETURN(const bool fresh, IsNew());
+  if (fresh) {
+    LLMS_RETURN_IF_ERROR(db_->Exec(kSchema));
+    LLMS_RETURN_IF_ERROR(
+        db_->Exec("INSERT INTO store_info VALUES('schema_version', " +
+                  std::to_string(fmt::kSchemaVersion) + "), ('extent_alignment', " +
+                  std::to_string(fmt::kExtentAlignment) + "), ('next_generation', 1)"));
+  }
   LLMS_ASSIGN_OR_RETURN(const int64_t version, InfoValue("schema_version"));
   LLMS_ASSIGN_OR_RETURN(const int64_t alignment, InfoValue("extent_alignment"));
-  if (version != fmt::kSchemaVersion || alignment != static_cast<int64_t>(fmt::kExtentAlignment)) {
+  if (version > fmt::kSchemaVersion || version < 1 ||
+      alignment != static_cast<int64_t>(fmt::kExtentAlignment)) {
     return Status::InvalidArgument(db_->path() + ": store has schema_version " +
                                    std::to_string(version) + " and extent_alignment " +
-                                   std::to_string(alignment) + "; this build reads version " +
+                                   std::to_string(alignment) + "; this build reads versions 1 to " +
                                    std::to_string(fmt::kSchemaVersion) + " with alignment " +
                                    std::to_string(fmt::kExtentAlignment));
   }
+  if (version == 1) LLMS_RETURN_IF_ERROR(db_->Exec(kMigrateV1ToV2));
   return txn.Commit();
 }
 
 StatusOr<uint64_t> MetaDb::CreateContext(const std::string& app, std::span<const int32_t> tokens,
-                                         const std::string& settings, int64_t now_ms) {
+                                         const std::string& origin, int64_t now_ms) {
   LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare("INSERT INTO contexts(app, created_unix_ms, "
-                                              "updated_unix_ms, tokens, settings) "
-                                              "VALUES(?, ?, ?, ?, ?)"));
+                                              "updated_unix_ms, tokens, kv_tokens, origin) "
+                                              "VALUES(?, ?, ?, ?, 0, ?)"));
   const std::vector<uint8_t> blob = fmt::EncodeInt32s(tokens);
   LLMS_RETURN_IF_ERROR(st.BindText(1, app)
                            .BindInt64(2, now_ms)
                            .BindInt64(3, now_ms)
                            .BindBlob(4, blob)
-                           .BindText(5, settings)
+                           .BindText(5, origin)
                            .Run());
   return static_cast<uint64_t>(db_->LastInsertRowid());
 }
 
-StatusOr<std::vector<ChunkMeta>> MetaDb::UpdateContextTokens(uint64_t id,
-                                                             std::span<const int32_t> tokens,
-                                                             uint64_t drop_from, int64_t now_ms) {
+StatusOr<std::vector<ChunkMeta>> MetaDb::UpdateContext(uint64_t id, std::span<const int32_t> tokens,
+                                                       uint64_t kv_tokens, uint64_t drop_from,
+                                                       int64_t now_ms) {
   LLMS_ASSIGN_OR_RETURN(auto txn, SqliteTransaction::Begin(db_.get()));
-  LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare("UPDATE contexts SET tokens = ?, "
+  LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare("UPDATE contexts SET tokens = ?, kv_tokens = ?, "
                                               "updated_unix_ms = ? WHERE id = ?"));
   const std::vector<uint8_t> blob = fmt::EncodeInt32s(tokens);
-  LLMS_RETURN_IF_ERROR(st.BindBlob(1, blob).BindInt64(2, now_ms).BindInt64(3, id).Run());
+  LLMS_RETURN_IF_ERROR(st.BindBlob(1, blob)
+                           .BindInt64(2, static_cast<int64_t>(kv_tokens))
+                           .BindInt64(3, now_ms)
+                           .BindInt64(4, id)
+                           .Run());
   if (db_->Changes() == 0) return NoContext(id);
   LLMS_ASSIGN_OR_RETURN(auto dropped, SelectChunks(id, drop_from, kAllChunks));
   LLMS_RETURN_IF_ERROR(DeleteChunkRange(id, drop_from, kAllChunks));
   LLMS_RETURN_IF_ERROR(txn.Commit());
   return dropped;
-}
-
-Status MetaDb::UpdateContextSettings(uint64_t id, const std::string& settings, int64_t now_ms) {
-  LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare("UPDATE contexts SET settings = ?, "
-                                              "updated_unix_ms = ? WHERE id = ?"));
-  LLMS_RETURN_IF_ERROR(st.BindText(1, settings).BindInt64(2, now_ms).BindInt64(3, id).Run());
-  return db_->Changes() == 0 ? NoContext(id) : Status::Ok();
 }
 
 StatusOr<ContextRecord> MetaDb::GetContext(uint64_t id) {
@@ -208,8 +257,7 @@ StatusOr<std::vector<ContextRecord>> MetaDb::ListContexts() {
   for (;;) {
     LLMS_ASSIGN_OR_RETURN(const bool row, st.Step());
     if (!row) return out;
-    LLMS_ASSIGN_OR_RETURN(ContextRecord r, ContextFromRow(st));
-    out.push_back(std::move(r));
+    out.push_back(ContextFromRow(st));
   }
 }
 
@@ -284,12 +332,13 @@ StatusOr<std::vector<ChunkMeta>> MetaDb::PutChunks(std::span<ChunkMeta> chunks) 
     c.generation = generation++;
     LLMS_ASSIGN_OR_RETURN(
         auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO chunks(") + kChunkColumns +
-                              ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                              ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     const std::vector<uint8_t> sums = fmt::EncodeUint64s(c.layer_checksums);
     st.BindInt64(1, c.context_id).BindInt64(2, c.chunk_index).BindInt64(3, c.level);
     st.BindInt64(4, c.num_layers).BindInt64(5, c.layer_bytes).BindInt64(6, c.valid_tokens);
     st.BindDouble(7, c.density).BindBlob(8, c.stats).BindInt64(9, c.extent_offset);
     st.BindInt64(10, c.extent_length).BindBlob(11, sums).BindInt64(12, c.generation);
+    st.BindInt64(13, static_cast<int64_t>(c.tokens_hash));
     LLMS_RETURN_IF_ERROR(st.Run());
   }
   LLMS_ASSIGN_OR_RETURN(auto upd, db_->Prepare("UPDATE store_info SET value = ? "
@@ -323,7 +372,7 @@ StatusOr<MetaDb::AllChunks> MetaDb::ListAllChunks() {
     const uint32_t index = static_cast<uint32_t>(st.ColumnInt64(1));
     if (!c.ok()) {
       all.undecodable.push_back({ctx, index, c.status().message()});
-    } else if (st.ColumnInt64(12) == 0) {
+    } else if (st.ColumnInt64(kChunkColumnCount) == 0) {
       all.undecodable.push_back({ctx, index, "its context does not exist"});
     } else {
       all.rows.push_back(std::move(c).value());

@@ -24,12 +24,13 @@ class MetaDb {
   explicit MetaDb(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
 
   StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> tokens,
-                                   const std::string& settings, int64_t now_ms);
-  // Replaces the tokens and deletes chunk rows with index >= drop_from in one transaction;
-  // returns the deleted rows. NotFound when the context does not exist.
-  StatusOr<std::vector<ChunkMeta>> UpdateContextTokens(uint64_t id, std::span<const int32_t> tokens,
-                                                       uint64_t drop_from, int64_t now_ms);
-  Status UpdateContextSettings(uint64_t id, const std::string& settings, int64_t now_ms);
+                                   const std::string& origin, int64_t now_ms);
+  // Replaces the tokens and the KV length and deletes chunk rows with index >= drop_from, in one
+  // transaction; returns the deleted rows. NotFound when the context does not exist.
+  StatusOr<std::vector<ChunkMeta>> UpdateContext(uint64_t id, std::span<const int32_t> tokens,
+                                                 uint64_t kv_tokens, uint64_t drop_from,
+                                                 int64_t now_ms);
+  // A damaged row comes back with ContextRecord::damage set, never as an error.
   StatusOr<ContextRecord> GetContext(uint64_t id);
   StatusOr<std::vector<ContextRecord>> ListContexts();
   // Deletes the context and its chunk rows; returns the rows. NotFound when absent.
@@ -58,6 +59,7 @@ class MetaDb {
 
  private:
   Status InitSchema();
+  StatusOr<bool> IsNew();  // store_info is empty: a store created just now
   StatusOr<std::string> JournalMode();
   StatusOr<int64_t> InfoValue(const char* key);
   StatusOr<bool> ContextExists(uint64_t id);

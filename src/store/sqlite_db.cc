@@ -82,6 +82,10 @@ int64_t SqliteStatement::ColumnInt64(int col) const {
   return sqlite3_column_int64(stmt_.get(), col);
 }
 
+bool SqliteStatement::ColumnIsInteger(int col) const {
+  return sqlite3_column_type(stmt_.get(), col) == SQLITE_INTEGER;
+}
+
 double SqliteStatement::ColumnDouble(int col) const {
   return sqlite3_column_double(stmt_.get(), col);
 }

@@ -36,6 +36,9 @@ class SqliteStatement {
   Status Run();
 
   int64_t ColumnInt64(int col) const;
+  // True when the column's value is stored as an integer (SQLite columns are not typed: a
+  // damaged row may hold text where an integer belongs).
+  bool ColumnIsInteger(int col) const;
   double ColumnDouble(int col) const;
   std::string ColumnText(int col) const;
   std::vector<uint8_t> ColumnBlob(int col) const;

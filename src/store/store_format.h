@@ -15,8 +15,10 @@ inline constexpr char kDataFileName[] = "chunks.dat";
 inline constexpr char kMetaFileName[] = "meta.sqlite";
 
 // Bumped on any incompatible change of the schema or of the extent layout; a store written
-// with another version is refused (InvalidArgument) rather than guessed at.
-inline constexpr int64_t kSchemaVersion = 1;
+// with a newer version is refused (InvalidArgument) rather than guessed at, an older one is
+// migrated at Open (docs/store_format.md). Version 2: contexts.kv_tokens (an INTEGER column in
+// place of the free-text `settings`), contexts.origin, chunks.tokens_hash.
+inline constexpr int64_t kSchemaVersion = 2;
 
 // Extents start and end on this boundary so a layer can be read with direct I/O.
 inline constexpr uint64_t kExtentAlignment = kDirectIoAlignment;

@@ -14,9 +14,13 @@ struct ContextRecord {
   uint64_t id = 0;  // assigned by the store, never reused
   std::string app;
   std::vector<int32_t> tokens;
-  std::string settings;  // free-form (JSON by convention); the store does not parse it
+  uint64_t kv_tokens = 0;  // leading tokens whose KV chunks the store may hold (<= tokens.size())
+  std::string origin;      // who made it: "native" (an app's explicit context) or "http"
   int64_t created_unix_ms = 0;
   int64_t updated_unix_ms = 0;
+  // Why the row cannot be used (a tokens blob that is not whole int32s, a KV length past the
+  // text...), or empty. A damaged row is listed, not fatal: its owner can see and delete it.
+  std::string damage;
 };
 
 // The metadata of one stored chunk: `num_layers` layer slices of `layer_bytes` each.
@@ -30,6 +34,9 @@ struct ChunkMeta {
   uint32_t valid_tokens = 0;
   float density = 0;
   std::vector<uint8_t> stats;  // opaque caller bytes (e.g. attention statistics)
+  // Opaque to the store: the caller's digest of the text the chunk encodes (its whole token
+  // prefix), so a copy left from an older text of the context is never taken for the current one.
+  uint64_t tokens_hash = 0;
 
   // Filled by the store.
   uint64_t extent_offset = 0;             // in chunks.dat; a multiple of 4096

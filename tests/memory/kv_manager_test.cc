@@ -238,7 +238,9 @@ TEST_F(KvManagerTest, LongPromptFitsTheBudgetOnceCompressed) {
   auto next = CallFor(*id, Story(100, 20), 2);
   ASSERT_OK(next);
   ASSERT_OK(manager_->CheckInvariants());
-  EXPECT_EQ(next->generation.prompt_tokens, 21u);  // the pending token and the 20 new ones
+  // The 20 new tokens: the pending token's KV, computed by the failed call, belongs to text
+  // the context kept, so it stayed.
+  EXPECT_EQ(next->generation.prompt_tokens, 20u);
 }
 
 TEST_F(KvManagerTest, ContextsSurviveReopenAndContinueFromFlash) {

@@ -2,6 +2,7 @@
 // TCP port, and plain HTTP (curl) on the Unix socket, where the peer's uid is the app.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,9 +34,15 @@ class LlmsdOpenAiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     port_ = FreePort();
-    auto d = DaemonProcess::Start(dir_.path(),
-                                  {"--http", "127.0.0.1:" + std::to_string(port_), "--app-token",
-                                   "alice=sk-alice-test", "--app-token", "bob=sk-bob-test"});
+    // Tokens come from files of mode 0600, never the command line (where ps shows them).
+    const std::string tokens = dir_.File("tokens"), metrics = dir_.File("metrics-token");
+    ASSERT_OK(testing::WriteFile(tokens, "# app=token\nalice=sk-alice-test\nbob=sk-bob-test\n"));
+    ASSERT_OK(testing::WriteFile(metrics, "sk-metrics-test\n"));
+    chmod(tokens.c_str(), 0600);
+    chmod(metrics.c_str(), 0600);
+    auto d = DaemonProcess::Start(
+        dir_.path(), {"--http", "127.0.0.1:" + std::to_string(port_), "--app-tokens-file", tokens,
+                      "--metrics-token-file", metrics});
     ASSERT_OK(d);
     daemon_ = std::move(d).value();
   }
@@ -74,9 +81,12 @@ TEST_F(LlmsdOpenAiTest, NodeOpenAiClientChatsAndItsSecondTurnReusesTheContext) {
   EXPECT_EQ(r["second_chunks"], 16);
   EXPECT_EQ(r["second_usage"]["completion_tokens"], 16);
   EXPECT_EQ(r["second_finish"], "length");
-  // ...so only the new messages were prompt tokens, not the whole conversation again.
+  // ...so the whole first turn was served from the persistent context: OpenAI's usage counts it
+  // in prompt_tokens and again as prompt_tokens_details.cached_tokens.
   const int first_total = r["first_usage"]["total_tokens"];
-  EXPECT_LT(r["second_usage"]["prompt_tokens"].get<int>(), first_total) << out;
+  EXPECT_EQ(r["first_usage"]["prompt_tokens_details"]["cached_tokens"], 0) << out;
+  EXPECT_EQ(r["second_usage"]["prompt_tokens_details"]["cached_tokens"], first_total) << out;
+  EXPECT_GT(r["second_usage"]["prompt_tokens"].get<int>(), first_total) << out;
   EXPECT_EQ(r["models"], Json::array({"stories260K"}));
 }
 
@@ -113,10 +123,17 @@ TEST_F(LlmsdOpenAiTest, MetricsAreExposedInPrometheusFormat) {
         "llms_contexts 1", "llms_kv_budget_bytes ", "llms_queue_depth 0"}) {
     EXPECT_NE(body.find(line), std::string::npos) << line << "\n" << body;
   }
-  // Scraping over TCP needs no token.
+  // Over TCP only the metrics token may scrape (every app's activity is in there): an app's
+  // token, or none, gets 403.
+  const std::string url = "http://127.0.0.1:" + std::to_string(port_) + "/metrics";
   auto [rc, out] =
-      testing::RunCommand("curl -s http://127.0.0.1:" + std::to_string(port_) + "/metrics");
+      testing::RunCommand("curl -s " + url + " -H 'Authorization: Bearer " + "sk-metrics-test'");
   EXPECT_NE(out.find("llms_calls_total"), std::string::npos);
+  for (const char* auth : {"", "-H 'Authorization: Bearer sk-alice-test'"}) {
+    std::tie(rc, out) =
+        testing::RunCommand("curl -s -o /dev/null -w '%{http_code}' " + url + " " + auth);
+    EXPECT_EQ(out, "403") << auth;
+  }
 }
 
 // Two tokens are two apps: bob can neither continue alice's context by id nor pick it up by

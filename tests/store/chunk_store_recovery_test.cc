@@ -200,14 +200,14 @@ TEST_F(RecoveryTest, BadRowsAreDroppedAndNewestOverlapWins) {
   // An older row claiming b's extent, a row with no layers, a row of a missing context.
   Sql(db,
       "INSERT INTO chunks SELECT context_id, 5, level, num_layers, layer_bytes, "
-      "valid_tokens, density, stats, extent_offset, extent_length, layer_checksums, 0 + 1 "
-      "FROM chunks WHERE chunk_index = 1");
+      "valid_tokens, density, stats, extent_offset, extent_length, layer_checksums, 0 + 1, "
+      "tokens_hash FROM chunks WHERE chunk_index = 1");
   Sql(db,
       "INSERT INTO chunks SELECT context_id, 6, level, 0, layer_bytes, valid_tokens, "
-      "density, stats, 0, 0, x'', 9 FROM chunks WHERE chunk_index = 0");
+      "density, stats, 0, 0, x'', 9, tokens_hash FROM chunks WHERE chunk_index = 0");
   Sql(db,
       "INSERT INTO chunks SELECT 999, 0, level, num_layers, layer_bytes, valid_tokens, "
-      "density, stats, 65536, extent_length, layer_checksums, 10 FROM chunks "
+      "density, stats, 65536, extent_length, layer_checksums, 10, tokens_hash FROM chunks "
       "WHERE chunk_index = 0");
   auto store = Open();
   ASSERT_EQ(store->recovery().dropped.size(), 3u);
@@ -221,15 +221,74 @@ TEST_F(RecoveryTest, BadRowsAreDroppedAndNewestOverlapWins) {
   EXPECT_TRUE(Open()->recovery().dropped.empty());  // the drops were committed
 }
 
-TEST_F(RecoveryTest, OtherSchemaVersionIsRefused) {
+TEST_F(RecoveryTest, NewerSchemaVersionIsRefused) {
   Open().reset();
-  Sql(path_ + "/meta.sqlite", "UPDATE store_info SET value = 2 WHERE key = 'schema_version'");
+  Sql(path_ + "/meta.sqlite", "UPDATE store_info SET value = 3 WHERE key = 'schema_version'");
   auto store = ChunkStore::Open(Env::Default(), path_, {});
   EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << store.status().ToString();
 }
 
 // Fills the budget, then writes: nothing committed is lost, the old version of the chunk being
 // replaced stays readable, and everything survives power loss and a reopen.
+// Issue 11: one damaged context row (text where the KV length belongs, a tokens blob that is not
+// whole int32s, a KV length past the text) is listed with why, never fatal to the others, and
+// can be deleted.
+TEST_F(RecoveryTest, DamagedContextRowsAreListedNotFatal) {
+  uint64_t good = 0, ids[3] = {};
+  {
+    auto store = Open();
+    good = *store->CreateContext("app", std::vector<int32_t>{1, 2, 3});
+    ASSERT_OK(store->UpdateContext(good, std::vector<int32_t>{1, 2, 3}, 2));
+    for (uint64_t& id : ids) id = *store->CreateContext("app", std::vector<int32_t>{4, 5});
+  }
+  const std::string db = path_ + "/meta.sqlite";
+  Sql(db, "UPDATE contexts SET kv_tokens = 'garbage' WHERE id = " + std::to_string(ids[0]));
+  Sql(db, "UPDATE contexts SET tokens = x'01020304050607' WHERE id = " + std::to_string(ids[1]));
+  Sql(db, "UPDATE contexts SET kv_tokens = 1000 WHERE id = " + std::to_string(ids[2]));
+  auto store = Open();
+  auto list = store->ListContexts();
+  ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 4u);
+  EXPECT_EQ((*list)[0].damage, "");
+  EXPECT_EQ((*list)[0].kv_tokens, 2u);
+  EXPECT_NE((*list)[1].damage.find("'garbage', not an integer"), std::string::npos);
+  EXPECT_NE((*list)[2].damage.find("contexts.tokens"), std::string::npos) << (*list)[2].damage;
+  EXPECT_NE((*list)[3].damage.find("kv_tokens 1000 is outside its text of 2 tokens"),
+            std::string::npos);
+  for (uint64_t id : ids) ASSERT_OK(store->DeleteContext(id));
+  EXPECT_EQ(store->ListContexts()->size(), 1u);
+}
+
+// A store of schema version 1 (the KV length as free text in `settings`) is migrated at Open:
+// a plain number becomes kv_tokens, anything else 0 (recomputed), and chunk rows, which carry
+// no tokens hash, are dropped with their extents.
+TEST_F(RecoveryTest, VersionOneStoreIsMigrated) {
+  {
+    auto store = Open();
+    const uint64_t ctx = *store->CreateContext("app", std::vector<int32_t>{1, 2, 3});
+    ASSERT_OK(store->WriteChunk(Meta(ctx, 0, 1, 100), Payload(Meta(ctx, 0, 1, 100), 1)).status());
+  }
+  const std::string db = path_ + "/meta.sqlite";
+  // Back to version 1's shape: a settings column instead of kv_tokens and origin.
+  Sql(db,
+      "ALTER TABLE contexts ADD COLUMN settings TEXT NOT NULL DEFAULT '2';"
+      "ALTER TABLE contexts DROP COLUMN kv_tokens; ALTER TABLE contexts DROP COLUMN origin;"
+      "ALTER TABLE chunks DROP COLUMN tokens_hash;"
+      "INSERT INTO contexts(app, created_unix_ms, updated_unix_ms, tokens, settings) "
+      "VALUES('app', 1, 1, x'0100000002000000', 'garbage');"
+      "UPDATE store_info SET value = 1 WHERE key = 'schema_version'");
+  auto store = Open();
+  auto list = store->ListContexts();
+  ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].kv_tokens, 2u);
+  EXPECT_EQ((*list)[0].origin, "native");
+  EXPECT_EQ((*list)[1].kv_tokens, 0u);
+  EXPECT_EQ((*list)[1].damage, "");
+  EXPECT_TRUE(store->ListChunks((*list)[0].id)->empty());
+  EXPECT_EQ(store->stats().data_file_bytes, 0u);
+}
+
 TEST_F(RecoveryTest, DiskFullThroughFaultEnvLosesNothing) {
   FaultEnv env(Env::Default());
   auto store = Open(&env);

@@ -46,7 +46,7 @@ class ChunkStoreTest : public ::testing::Test {
 TEST_F(ChunkStoreTest, ContextsCrud) {
   auto store = Open();
   const std::vector<int32_t> tokens = {1, -2, 300000, 7};
-  auto a = store->CreateContext("app.a", tokens, R"({"max":4096})");
+  auto a = store->CreateContext("app.a", tokens, "http");
   auto b = store->CreateContext("app.b", {});
   ASSERT_OK(a);
   ASSERT_OK(b);
@@ -55,23 +55,26 @@ TEST_F(ChunkStoreTest, ContextsCrud) {
   ASSERT_OK(rec);
   EXPECT_EQ(rec->app, "app.a");
   EXPECT_EQ(rec->tokens, tokens);
-  EXPECT_EQ(rec->settings, R"({"max":4096})");
+  EXPECT_EQ(rec->origin, "http");
+  EXPECT_EQ(rec->kv_tokens, 0u);
+  EXPECT_EQ(rec->damage, "");
   EXPECT_GT(rec->created_unix_ms, 0);
   EXPECT_EQ(rec->created_unix_ms, rec->updated_unix_ms);
 
   const std::vector<int32_t> longer = {1, -2, 300000, 7, 8, 9};
-  ASSERT_OK(store->UpdateContextTokens(*a, longer));
-  ASSERT_OK(store->UpdateContextSettings(*b, "x"));
+  ASSERT_OK(store->UpdateContext(*a, longer, 5));
+  EXPECT_EQ(store->UpdateContext(*b, {}, 1).code(), StatusCode::kInvalidArgument);  // past its text
   auto list = store->ListContexts();
   ASSERT_OK(list);
   ASSERT_EQ(list->size(), 2u);
   EXPECT_EQ((*list)[0].tokens, longer);
-  EXPECT_EQ((*list)[1].settings, "x");
+  EXPECT_EQ((*list)[0].kv_tokens, 5u);
+  EXPECT_EQ((*list)[1].origin, "native");
 
   ASSERT_OK(store->DeleteContext(*a));
   EXPECT_EQ(store->GetContext(*a).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store->DeleteContext(*a).code(), StatusCode::kNotFound);
-  EXPECT_EQ(store->UpdateContextTokens(*a, tokens).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->UpdateContext(*a, tokens, 0).code(), StatusCode::kNotFound);
   EXPECT_EQ(store->ListChunks(*a).status().code(), StatusCode::kNotFound);
   // Ids are never reused, even across a reopen.
   store.reset();
@@ -178,7 +181,7 @@ TEST_F(ChunkStoreTest, UpdateTokensCanDropChunksAtomically) {
   auto ctx = store->CreateContext("app", std::vector<int32_t>{1, 2, 3, 4});
   ASSERT_OK(ctx);
   for (uint32_t i = 0; i < 4; ++i) Write(store.get(), *ctx, i, i);
-  ASSERT_OK(store->UpdateContextTokens(*ctx, std::vector<int32_t>{1, 2}, /*drop_chunks_from=*/2));
+  ASSERT_OK(store->UpdateContext(*ctx, std::vector<int32_t>{1, 2}, 2, /*drop_chunks_from=*/2));
   auto chunks = store->ListChunks(*ctx);
   ASSERT_OK(chunks);
   EXPECT_EQ(chunks->size(), 2u);

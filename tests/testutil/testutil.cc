@@ -22,6 +22,13 @@ std::string ReadSharedText(const std::string& relative) {
   return text.str();
 }
 
+Status WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  return out ? Status::Ok() : Status::IOError("cannot write " + path);
+}
+
 std::string DefaultModelPath() { return SharedPath("models/stories260K.gguf"); }
 
 StatusOr<DefaultEngine> LoadDefaultEngine() {

@@ -81,6 +81,9 @@ class TempDir {
   std::string path_;
 };
 
+// Writes `text` to `path` (created or truncated).
+Status WriteFile(const std::string& path, const std::string& text);
+
 // Seeded random data: the same seed gives the same values on every run and machine.
 std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 // Seeded random bytes (chunk payloads in store tests): same seed, same bytes.

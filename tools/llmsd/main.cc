@@ -3,12 +3,16 @@
 // Unix socket. SIGTERM or SIGINT drains running calls, writes every dirty chunk and exits; the
 // next start brings every context back.
 #include <signal.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -31,11 +35,14 @@ struct DaemonOptions {
   size_t budget_mib = 256;
   std::string policy = "llms";
   ServiceLimits limits;
+  ServerOptions server;
   uint32_t max_request_bytes = wire::kDefaultMaxFrameBytes;
   std::string log_level = "info";
   std::string full_context = "reject";
-  std::string http;                     // host:port of the HTTP listener, empty: off
-  std::vector<std::string> app_tokens;  // NAME=TOKEN
+  std::string http;                              // host:port of the HTTP listener, empty: off
+  std::string app_tokens_file;                   // NAME=TOKEN lines
+  std::string metrics_token_file;                // one token
+  std::vector<std::string> app_token_arguments;  // refused: a token in argv shows in ps
 };
 
 std::string DefaultDataDir() {
@@ -89,29 +96,126 @@ void AddOptions(CLI::App& app, DaemonOptions* o) {
   app.add_option("--max-request-bytes", o->max_request_bytes, "size of one request message")
       ->check(CLI::Range(1024u, 64u << 20))
       ->capture_default_str();
+  app.add_option("--max-connections-per-uid", o->server.max_connections_per_uid,
+                 "open connections one local user may hold (more are refused with a message)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--frame-timeout", o->server.frame_timeout_seconds,
+                 "seconds a native frame may take to arrive once it began")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--http-request-timeout", o->server.http.request_timeout_seconds,
+                 "seconds an HTTP request may take to arrive once it began")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout", o->server.http.idle_timeout_seconds,
+                 "seconds an idle HTTP keep-alive connection stays open")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   app.add_option("--http", o->http,
                  "also serve the OpenAI-compatible HTTP API on this loopback address "
-                 "(127.0.0.1:8080); clients authenticate with --app-token tokens");
-  app.add_option("--app-token", o->app_tokens,
-                 "NAME=TOKEN: an app that may use the HTTP port with 'Authorization: Bearer "
-                 "TOKEN' (repeatable)");
+                 "(127.0.0.1:8080); clients authenticate with tokens from --app-tokens-file");
+  app.add_option("--app-tokens-file", o->app_tokens_file,
+                 "file of NAME=TOKEN lines (mode 0600): an app that may use the HTTP port with "
+                 "'Authorization: Bearer TOKEN'. Also read from $LLMS_APP_TOKENS (same lines)");
+  app.add_option("--metrics-token-file", o->metrics_token_file,
+                 "file holding the token that may read /metrics over TCP (mode 0600). Also "
+                 "$LLMS_METRICS_TOKEN. On the Unix socket /metrics is for llmsd's user and root");
+  app.add_option("--app-token", o->app_token_arguments,
+                 "no longer accepted: a token on the command line shows in ps; use "
+                 "--app-tokens-file or $LLMS_APP_TOKENS")
+      ->group("");
   app.add_option("--log-level", o->log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.set_config("--config", "", "read options from this TOML/INI file (flags override it)");
 }
 
-StatusOr<HttpOptions> ParseHttpOptions(const DaemonOptions& o) {
-  HttpOptions http;
-  http.max_body_bytes = o.max_request_bytes;
-  for (const std::string& entry : o.app_tokens) {
-    const size_t eq = entry.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
-      return Status::InvalidArgument("--app-token '" + entry + "': expected NAME=TOKEN");
+// The whole of a secret file, refusing one that other users may read.
+StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path, errno);
+  if ((st.st_mode & 077) != 0) {
+    return Status::InvalidArgument(path + " is readable by other users (mode " +
+                                   fmt::format("{:o}", st.st_mode & 0777) +
+                                   "): tokens must be private; chmod 600 " + path);
+  }
+  std::ifstream in(path);
+  if (!in) return Status::FromErrno("open " + path, errno);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// NAME=TOKEN lines (blank lines and # comments skipped) into `tokens`.
+Status ParseTokenLines(const std::string& text, const std::string& source,
+                       std::map<std::string, std::string>* tokens) {
+  std::istringstream lines(text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == line.size()) {
+      return Status::InvalidArgument(source + " line " + std::to_string(number) +
+                                     ": expected NAME=TOKEN");
     }
-    http.tokens[entry.substr(eq + 1)] = entry.substr(0, eq);
+    (*tokens)[line.substr(eq + 1)] = line.substr(0, eq);
+  }
+  return Status::Ok();
+}
+
+StatusOr<HttpOptions> ParseHttpOptions(const DaemonOptions& o) {
+  if (!o.app_token_arguments.empty()) {
+    return Status::InvalidArgument(
+        "--app-token is no longer accepted: a token on the command line is visible to every "
+        "local user in ps. Put NAME=TOKEN lines in a file of mode 0600 and pass "
+        "--app-tokens-file FILE, or set LLMS_APP_TOKENS");
+  }
+  HttpOptions http = o.server.http;
+  http.max_body_bytes = o.max_request_bytes;
+  if (const char* env = std::getenv("LLMS_APP_TOKENS"); env != nullptr) {
+    LLMS_RETURN_IF_ERROR(ParseTokenLines(env, "$LLMS_APP_TOKENS", &http.tokens));
+  }
+  if (!o.app_tokens_file.empty()) {
+    LLMS_ASSIGN_OR_RETURN(std::string text, ReadSecretFile(o.app_tokens_file));
+    LLMS_RETURN_IF_ERROR(ParseTokenLines(text, o.app_tokens_file, &http.tokens));
+  }
+  if (const char* env = std::getenv("LLMS_METRICS_TOKEN"); env != nullptr) {
+    http.metrics_token = env;
+  }
+  if (!o.metrics_token_file.empty()) {
+    LLMS_ASSIGN_OR_RETURN(std::string text, ReadSecretFile(o.metrics_token_file));
+    http.metrics_token = text.substr(0, text.find_first_of("\r\n"));
   }
   return http;
+}
+
+// The data directory holds every app's conversations: it and everything in it must be private
+// to llmsd's user. Creates it (0700) when missing; refuses one that others may read.
+Status CheckPrivateDataDir(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::IOError("cannot create the data directory " + dir + ": " + ec.message());
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  }
+  std::vector<std::string> wide;
+  auto check = [&](const std::filesystem::path& p) {
+    struct stat st {};
+    if (lstat(p.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      wide.push_back(p.string() + " (" + fmt::format("{:o}", st.st_mode & 0777) + ")");
+    }
+  };
+  check(dir);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) check(entry.path());
+  if (wide.empty()) return Status::Ok();
+  std::string list;
+  for (const std::string& w : wide) list += (list.empty() ? "" : ", ") + w;
+  return Status::InvalidArgument(
+      "the data directory holds every app's conversations, but other users may read " + list +
+      ": run chmod 700 " + dir + " && chmod 600 " + dir + "/*");
 }
 
 // Blocks the shutdown signals in every thread (threads inherit the mask) and waits for one on
@@ -128,6 +232,10 @@ std::thread StartSignalWatcher(std::vector<UnixServer*> servers, sigset_t* set) 
 
 int Run(const DaemonOptions& o) {
   spdlog::set_level(spdlog::level::from_str(o.log_level));
+  // Every file llmsd creates is its user's alone (SQLite's included), and a peer that hangs up
+  // is an error value on its socket, never a signal that ends the daemon.
+  umask(077);
+  signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -138,35 +246,53 @@ int Run(const DaemonOptions& o) {
     spdlog::error("event=fatal step={} error=\"{}\"", what, s.ToString());
     return 1;
   };
+  StatusOr<HttpOptions> http = ParseHttpOptions(o);
+  if (!http.ok()) return fail("http_options", http.status());
   StatusOr<cli::LoadedModel> loaded = cli::LoadModel(o.model);
   if (!loaded.ok()) return fail("load_model", loaded.status());
-  std::error_code ec;
-  std::filesystem::create_directories(o.data_dir, ec);
+  if (Status s = CheckPrivateDataDir(o.data_dir); !s.ok()) return fail("data_dir", s);
   auto store = ChunkStore::Open(Env::Default(), o.data_dir, ChunkStore::Options{});
   if (!store.ok()) return fail("open_store", store.status());
+  for (const auto& d : (*store)->recovery().dropped) {
+    spdlog::warn("event=chunk_dropped context={} chunk={} reason=\"{}\"", d.context_id,
+                 d.chunk_index, d.reason);
+  }
   KvManagerOptions mo;
   mo.budget_bytes = o.budget_mib << 20;
   mo.policy = *Policy::ByName(o.policy);
+  mo.measure_reads_with_scratch = false;  // start-up writes nothing: it must work on a full disk
   auto manager = KvManager::Open(loaded->engine.get(), store->get(), mo);
   if (!manager.ok()) return fail("open_contexts", manager.status());
   const std::string model_name = std::filesystem::path(o.model.model).stem().string();
   ServiceLimits limits = o.limits;
   limits.slide_full_contexts = o.full_context == "slide";
   Service service(manager->get(), loaded->model.get(), model_name, limits);
+  for (const ContextInfo& info : service.DamagedContexts()) {
+    spdlog::error("event=context_damaged context={} app={} reason=\"{}\" action=set_aside", info.id,
+                  info.app, info.damage);
+  }
   service.set_call_observer([](const wire::Json& call) {
     std::string fields;
     for (const auto& [key, value] : call.items()) fields += " " + key + "=" + value.dump();
-    spdlog::info("event=call{}", fields);
+    if (call.contains("chunks_damaged")) {
+      spdlog::warn("event=call{}", fields);  // stored chunks failed their checksums
+    } else {
+      spdlog::info("event=call{}", fields);
+    }
   });
 
+  ServerOptions unix_options = o.server;
+  unix_options.max_frame_bytes = o.max_request_bytes;
+  unix_options.http = *http;
+  unix_options.http.tokens.clear();  // the Unix socket knows its peers by uid
+  unix_options.http.metrics_token.clear();
+  ServerOptions tcp_options = unix_options;
+  tcp_options.http = *http;
   const bool activated = sd_listen_fds(0) >= 1;
   StatusOr<std::unique_ptr<UnixServer>> server =
-      activated ? UnixServer::Adopt(SD_LISTEN_FDS_START, &service, o.max_request_bytes)
-                : UnixServer::Listen(o.socket, &service, o.max_request_bytes);
+      activated ? UnixServer::Adopt(SD_LISTEN_FDS_START, &service, unix_options)
+                : UnixServer::Listen(o.socket, &service, unix_options);
   if (!server.ok()) return fail("listen", server.status());
-  StatusOr<HttpOptions> http = ParseHttpOptions(o);
-  if (!http.ok()) return fail("http_options", http.status());
-  (*server)->set_http_options(HttpOptions{http->max_body_bytes, {}});
   std::unique_ptr<UnixServer> tcp;
   std::thread tcp_thread;
   if (!o.http.empty()) {
@@ -176,7 +302,7 @@ int Run(const DaemonOptions& o) {
       return fail("http", Status::InvalidArgument("--http '" + o.http + "': expected HOST:PORT"));
     }
     auto listening = UnixServer::ListenTcp(o.http.substr(0, colon), static_cast<uint16_t>(port),
-                                           &service, *http);
+                                           &service, tcp_options);
     if (!listening.ok()) return fail("http", listening.status());
     tcp = std::move(listening).value();
     spdlog::info("event=http_ready address={}:{} apps={}", o.http.substr(0, colon), tcp->port(),
