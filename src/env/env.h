@@ -95,6 +95,11 @@ class RandomRWFile {
   virtual StatusOr<uint64_t> Size() = 0;
   // Sets the size to `size` (drops or zero-extends the tail). Durable after the next Sync.
   virtual Status Truncate(uint64_t size) = 0;
+  // Gives the blocks of [offset, offset + length) back to the file system; they read as zeros
+  // and the size is unchanged. Unavailable where the file system cannot (the bytes then stay).
+  virtual Status PunchHole(uint64_t offset, uint64_t length) {
+    return Status::Unavailable(path() + ": punching holes is not supported");
+  }
 
   virtual const std::string& path() const = 0;
   // True when reads and writes bypass the page cache (O_DIRECT took effect). When O_DIRECT was

@@ -153,6 +153,14 @@ class PosixRandomRWFile final : public RandomRWFile {
     return Status::Ok();
   }
 
+  Status PunchHole(uint64_t offset, uint64_t length) override {
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) != 0) {
+      return Status::FromErrno(Where("punch a hole", offset), errno);
+    }
+    return Status::Ok();
+  }
+
   const std::string& path() const override { return path_; }
   bool direct_io_active() const override { return direct_active_; }
   int NativeHandleOrMinusOne() const override { return fd_; }

@@ -98,6 +98,15 @@ class FaultRandomRWFile final : public RandomRWFile {
     return base_->Truncate(size);
   }
 
+  Status PunchHole(uint64_t offset, uint64_t length) override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (PathState::Pending& p : state_->pending) {
+      const uint64_t lo = std::max(offset, p.offset), hi = std::min(offset + length, p.end());
+      if (lo < hi) std::memset(p.bytes.data() + (lo - p.offset), 0, hi - lo);
+    }
+    return base_->PunchHole(offset, length);
+  }
+
   const std::string& path() const override { return base_->path(); }
   bool direct_io_active() const override { return base_->direct_io_active(); }
 

@@ -49,6 +49,10 @@ StatusOr<std::unique_ptr<ChunkStore>> ChunkStore::Open(Env* env, const std::stri
   // The directory entries of files created just now must survive power loss too.
   LLMS_RETURN_IF_ERROR(env->SyncDir(dir));
   LLMS_RETURN_IF_ERROR(store->Recover());
+  {
+    std::lock_guard<std::mutex> lock(store->mu_);
+    store->EnsureReserveLocked();
+  }
   if (options.io_uring_depth > 0 && store->data_->NativeHandleOrMinusOne() >= 0) {
     StatusOr<std::unique_ptr<UringReader>> ring = UringReader::Create(options.io_uring_depth);
     if (ring.ok()) store->uring_ = std::move(ring).value();  // else: pread, by design
@@ -136,9 +140,34 @@ StatusOr<std::vector<ContextRecord>> ChunkStore::ListContexts() {
 
 Status ChunkStore::DeleteContext(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->DeleteContext(id));
-  RetireLocked(dropped);
+  StatusOr<std::vector<ChunkMeta>> dropped = meta_->DeleteContext(id);
+  const std::string reserve = Join(dir_, fmt::kReserveFileName);
+  if (dropped.status().code() == StatusCode::kResourceExhausted && env_->FileExists(reserve)) {
+    // The disk is full: the reserve makes room for the delete, which then frees more.
+    (void)env_->RemoveFile(reserve);
+    dropped = meta_->DeleteContext(id);
+  }
+  if (!dropped.ok()) return dropped.status();
+  RetireLocked(*dropped);
+  EnsureReserveLocked();
   return Status::Ok();
+}
+
+void ChunkStore::EnsureReserveLocked() {
+  const std::string path = Join(dir_, fmt::kReserveFileName);
+  if (options_.reserve_bytes == 0 || env_->FileExists(path)) return;
+  auto write = [&]() -> Status {
+    LLMS_ASSIGN_OR_RETURN(auto file, env_->NewWritableFile(path));
+    const std::vector<uint8_t> zeros(64 << 10, 0);
+    for (uint64_t left = options_.reserve_bytes; left > 0;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
+      LLMS_RETURN_IF_ERROR(file->Append(std::span<const uint8_t>(zeros).first(n)));
+      left -= n;
+    }
+    LLMS_RETURN_IF_ERROR(file->Sync());
+    return file->Close();
+  };
+  if (!write().ok()) (void)env_->RemoveFile(path);  // no room yet: a later delete retries
 }
 
 // ---- Chunk metadata ----
@@ -180,6 +209,12 @@ void ChunkStore::RetireLocked(std::span<const ChunkMeta> rows) {
 
 void ChunkStore::ShrinkLocked() {
   const uint64_t end = extents_.end();
+  // Freed extents inside the file go back to the file system, so deleting a context frees disk
+  // space even when live chunks lie after it. Under mu_: no write can reserve them meanwhile.
+  // A file system that cannot punch holes keeps the bytes for reuse; nothing is lost.
+  for (const auto& [offset, length] : extents_.TakeFreed()) {
+    if (offset < end) (void)data_->PunchHole(offset, std::min(length, end - offset));
+  }
   if (end >= file_size_) return;
   // A failed truncate only leaves free bytes at the tail; the next shrink or Open retries.
   if (data_->Truncate(end).ok()) file_size_ = end;

@@ -43,6 +43,9 @@ class ChunkStore {
     // Batched reads (ReadLayers) go through io_uring with this queue depth when the kernel
     // allows it; 0 always uses pread. 8 saturated the measured device (docs/store_format.md).
     unsigned io_uring_depth = 8;
+    // Bytes kept in the `reserve` file for deletes on a full disk (0: none). 256 KiB holds the
+    // WAL frames of deleting a context of thousands of chunks (a few dozen 4 KiB pages).
+    uint64_t reserve_bytes = uint64_t{256} << 10;
   };
 
   // One request of ReadLayers.
@@ -82,7 +85,8 @@ class ChunkStore {
   // fatal); an error means the database itself could not be read.
   StatusOr<ContextRecord> GetContext(uint64_t id);
   StatusOr<std::vector<ContextRecord>> ListContexts();  // by id
-  // Deletes the context and all its chunks; their extents are reused.
+  // Deletes the context and all its chunks; their extents go back to the file system. Works on
+  // a full disk: the reserve file gives SQLite the room it needs.
   Status DeleteContext(uint64_t id);
 
   // Stores one chunk (`bytes`: num_layers slices of layer_bytes, layer-major) and returns its
@@ -163,6 +167,8 @@ class ChunkStore {
   // free. REQUIRES: mu_ held.
   void RetireLocked(std::span<const ChunkMeta> rows);
   void ShrinkLocked();
+  // Creates the reserve file when it is missing and the disk has room (best effort).
+  void EnsureReserveLocked();
 
   // The read pipeline: pin (under mu_), read and verify (outside it), unpin. With `merge`,
   // requests close together on disk share one device request.

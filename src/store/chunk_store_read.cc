@@ -107,6 +107,7 @@ Status ChunkStore::Read(std::span<Pinned> reqs, bool merge) {
     for (Pinned& p : reqs) {
       if (p.pinned) extents_.Unpin(p.meta->extent_offset);
     }
+    ShrinkLocked();  // an extent retired during the read is free now
   }
   for (const Pinned& p : reqs) {
     if (!p.status.ok()) return p.status;

@@ -82,6 +82,7 @@ void ExtentMap::Unpin(uint64_t offset) {
 }
 
 void ExtentMap::AddHole(uint64_t offset, uint64_t length) {
+  freed_.emplace_back(offset, length);
   auto next = holes_.lower_bound(offset);
   if (next != holes_.end() && next->first == offset + length) {  // merge with the next hole
     length += next->second;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
+#include <vector>
 
 namespace llms {
 
@@ -35,6 +37,10 @@ class ExtentMap {
   // REQUIRES: a successful Pin(offset, ...) not yet unpinned.
   void Unpin(uint64_t offset);
 
+  // The ranges that became free since the last call (before merging with neighbours), so the
+  // store can give their blocks back to the file system.
+  std::vector<std::pair<uint64_t, uint64_t>> TakeFreed() { return std::move(freed_); }
+
   uint64_t end() const { return end_; }
   uint64_t live_bytes() const { return live_bytes_; }
   uint64_t hole_bytes() const { return hole_bytes_; }
@@ -51,8 +57,9 @@ class ExtentMap {
   // cut off instead, so end_ only covers reserved and committed bytes.
   void AddHole(uint64_t offset, uint64_t length);
 
-  std::map<uint64_t, uint64_t> holes_;       // offset -> length, disjoint, not adjacent
-  std::map<uint64_t, Committed> committed_;  // offset -> extent
+  std::vector<std::pair<uint64_t, uint64_t>> freed_;  // offset, length
+  std::map<uint64_t, uint64_t> holes_;                // offset -> length, disjoint, not adjacent
+  std::map<uint64_t, Committed> committed_;           // offset -> extent
   uint64_t end_ = 0;
   uint64_t live_bytes_ = 0;  // committed, including retired but pinned
   uint64_t hole_bytes_ = 0;

@@ -13,6 +13,9 @@ namespace llms::store_format {
 
 inline constexpr char kDataFileName[] = "chunks.dat";
 inline constexpr char kMetaFileName[] = "meta.sqlite";
+// Zeros kept on disk so that deleting a context works on a full disk: SQLite needs room in its
+// WAL to commit a delete. Given up when a delete finds the disk full, made again after.
+inline constexpr char kReserveFileName[] = "reserve";
 
 // Bumped on any incompatible change of the schema or of the extent layout; a store written
 // with a newer version is refused (InvalidArgument) rather than guessed at, an older one is

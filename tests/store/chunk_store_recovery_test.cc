@@ -2,8 +2,10 @@
 // truncated at every block, undecodable or overlapping rows, a foreign schema version, disk
 // full (FaultEnv and a real 2 MiB tmpfs), failed syncs with dropped unsynced data, and a crash
 // between the data sync and the metadata commit.
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -355,19 +357,41 @@ TEST_F(RecoveryTest, CrashBetweenDataSyncAndCommitKeepsTheOldVersion) {
   EXPECT_EQ(store->stats().data_file_bytes, v1.extent_length);
 }
 
+// A 2 MiB tmpfs mounted for a test, unmounted at its end.
+struct SmallTmpfs {
+  explicit SmallTmpfs(const std::string& where) : path(where) {
+    std::filesystem::create_directories(path);
+    mounted = mount("tmpfs", path.c_str(), "tmpfs", 0, "size=2m") == 0;
+    if (!mounted) why = std::strerror(errno);
+  }
+  ~SmallTmpfs() {
+    if (mounted) umount2(path.c_str(), MNT_DETACH);
+  }
+  uint64_t FreeBytes() const {
+    struct statvfs st {};
+    return statvfs(path.c_str(), &st) == 0 ? uint64_t{st.f_bavail} * st.f_frsize : 0;
+  }
+  std::string path, why;
+  bool mounted = false;
+};
+
+// Fills the rest of the file system at `dir` with one file, to the last byte.
+void FillDisk(const std::string& dir) {
+  const int fd = open((dir + "/filler").c_str(), O_WRONLY | O_CREAT, 0600);
+  const std::vector<char> block(4096, 'x');
+  while (write(fd, block.data(), block.size()) > 0) {
+  }
+  while (write(fd, block.data(), 1) > 0) {
+  }
+  close(fd);
+}
+
 // A real full file system: a 2 MiB tmpfs filled through the store.
 TEST(TmpfsFullTest, FillUntilResourceExhaustedLosesNothing) {
   TempDir dir;
-  const std::string mnt = dir.File("tmpfs");
-  std::filesystem::create_directories(mnt);
-  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
-    GTEST_SKIP() << "cannot mount a 2 MiB tmpfs (needs root): " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  const std::string path = mnt + "/store";
+  SmallTmpfs tmpfs(dir.File("tmpfs"));
+  if (!tmpfs.mounted) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs (needs root): " << tmpfs.why;
+  const std::string path = tmpfs.path + "/store";
   std::vector<ChunkMeta> committed;
   Status full;
   {
@@ -397,6 +421,43 @@ TEST(TmpfsFullTest, FillUntilResourceExhaustedLosesNothing) {
   ASSERT_OK(chunks);
   EXPECT_EQ(chunks->size(), committed.size() - 1);
   for (const ChunkMeta& c : *chunks) ExpectChunk(store->get(), c, Payload(c, c.chunk_index));
+}
+
+// Issue 11: on a disk full to the last byte, deleting a context still works (the reserve file
+// makes room for SQLite) and gives its bytes back to the file system even though another
+// context's chunks lie after them (freed extents are punched out of chunks.dat).
+TEST(TmpfsFullTest, DeleteOnAFullDiskFreesSpace) {
+  TempDir dir;
+  SmallTmpfs tmpfs(dir.File("tmpfs"));
+  if (!tmpfs.mounted) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs (needs root): " << tmpfs.why;
+  const std::string path = tmpfs.path + "/store";
+  auto store = ChunkStore::Open(Env::Default(), path, {});
+  ASSERT_OK(store);
+  const uint64_t a = *(*store)->CreateContext("app", {}), b = *(*store)->CreateContext("app", {});
+  std::vector<ChunkMeta> kept;
+  for (uint32_t i = 0; i < 6; ++i) {  // interleaved: a's extents lie between b's
+    for (uint64_t ctx : {a, b}) {
+      const ChunkMeta m = Meta(ctx, i, 4, 16384);  // 64 KiB
+      auto w = (*store)->WriteChunk(m, Payload(m, i));
+      ASSERT_OK(w);
+      if (ctx == b) kept.push_back(*w);
+    }
+  }
+  FillDisk(tmpfs.path);
+  ASSERT_EQ(tmpfs.FreeBytes(), 0u);
+  const ChunkMeta more = Meta(b, 99, 4, 16384);
+  EXPECT_EQ((*store)->WriteChunk(more, Payload(more, 9)).status().code(),
+            StatusCode::kResourceExhausted);
+  ASSERT_OK((*store)->DeleteContext(a));
+  std::printf("free after deleting 6 chunks of 64 KiB: %llu bytes\n",
+              static_cast<unsigned long long>(tmpfs.FreeBytes()));
+  EXPECT_GE(tmpfs.FreeBytes(), 6u * 65536 - (uint64_t{256} << 10));  // less a new reserve
+  for (const ChunkMeta& c : kept) ExpectChunk(store->get(), c, Payload(c, c.chunk_index));
+  store->reset();
+  auto reopened = ChunkStore::Open(Env::Default(), path, {.verify_on_open = true});
+  ASSERT_OK(reopened);
+  EXPECT_TRUE((*reopened)->recovery().dropped.empty());
+  EXPECT_EQ((*reopened)->ListChunks(b)->size(), kept.size());
 }
 
 }  // namespace
