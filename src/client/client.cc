@@ -51,7 +51,7 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path
 }
 
 StatusOr<Json> Client::Request(Json request, const std::function<void(const Json&)>& on_token) {
-  const uint64_t id = next_id_++;
+  const uint64_t id = request.contains("id") ? request["id"].get<uint64_t>() : next_id_++;
   request["id"] = id;
   LLMS_RETURN_IF_ERROR(Write(request));
   for (;;) {
@@ -60,7 +60,11 @@ StatusOr<Json> Client::Request(Json request, const std::function<void(const Json
     const std::string type = reply.value("type", "");
     if (type == "cancelled") continue;  // the acknowledgement of a Cancel
     if (reply.value("id", uint64_t{0}) != id) {
-      if (type == "error") return wire::StatusFromError(reply);  // connection-level error
+      // An error without an id is about the connection; one with another id answers a Cancel
+      // that came too late (the call had ended), and concerns nobody now.
+      if (type == "error" && reply.value("id", uint64_t{0}) == 0) {
+        return wire::StatusFromError(reply);
+      }
       continue;
     }
     if (type == "token") {
@@ -91,7 +95,9 @@ StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
                {"top_p", options.top_p},
                {"seed", options.seed}};
   if (!options.stop.empty()) request["stop"] = options.stop;
-  running_call_ = next_id_;
+  const uint64_t id = next_id_++;
+  request["id"] = id;
+  running_call_ = id;
   cancel_sent_ = false;
   StatusOr<Json> reply = Request(std::move(request), [&](const Json& token) {
     if (on_text && !on_text(token.value("text", ""))) Cancel();
@@ -104,6 +110,7 @@ StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
   if (reply->contains("usage")) {
     out.prompt_tokens = (*reply)["usage"].value("prompt_tokens", size_t{0});
     out.completion_tokens = (*reply)["usage"].value("completion_tokens", size_t{0});
+    out.cached_tokens = (*reply)["usage"].value("cached_tokens", size_t{0});
   }
   out.stats = reply->value("stats", Json::object());
   return out;
@@ -112,7 +119,7 @@ StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
 void Client::Cancel() {
   const uint64_t target = running_call_;
   if (target == 0 || cancel_sent_.exchange(true)) return;
-  (void)Write(Json{{"type", "cancel"}, {"target", target}});
+  (void)Write(Json{{"type", "cancel"}, {"id", next_id_++}, {"target", target}});
 }
 
 Status Client::Write(const Json& message) {

@@ -38,7 +38,8 @@ struct CallReply {
   std::string text;
   std::string stop_reason;  // eos, stop, length or cancelled
   size_t prompt_tokens = 0, completion_tokens = 0;
-  wire::Json stats;  // the daemon's per-call statistics (docs/protocol.md)
+  size_t cached_tokens = 0;  // tokens the context held before the call
+  wire::Json stats;          // the daemon's per-call statistics (docs/protocol.md)
 };
 
 struct ContextSummary {
@@ -86,8 +87,8 @@ class Client {
   Status Write(const wire::Json& message);
 
   const int fd_;
-  std::mutex write_mu_;  // a Cancel from another thread never splits a request's frame
-  uint64_t next_id_ = 1;
+  std::mutex write_mu_;               // a Cancel from another thread never splits a request's frame
+  std::atomic<uint64_t> next_id_{1};  // Cancel takes one from another thread
   std::atomic<uint64_t> running_call_{0};
   std::atomic<bool> cancel_sent_{false};
   std::string app_, model_;

@@ -123,7 +123,7 @@ Status FrameDecoder::Append(std::string_view bytes) {
   buffer_.append(bytes);
   // Check every complete header in the buffer now, so an oversized frame fails at once.
   size_t at = 0;
-  while (buffer_.size() - at >= 4) {
+  while (at + 4 <= buffer_.size()) {
     const uint32_t n = DecodeLength(buffer_.data() + at);
     if (n > max_bytes_) {
       status_ = OversizedFrame(n, max_bytes_);

@@ -121,6 +121,9 @@ Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, u
                                    std::to_string(kv_tokens) + " exceeds its " +
                                    std::to_string(tokens.size()) + " tokens");
   }
+  if (test_fail_context_updates_) {
+    return Status::ResourceExhausted("TEST_FailContextUpdates: " + dir_ + " is full");
+  }
   const uint64_t drop = drop_chunks_from == kKeepChunks ? MetaDb::kAllChunks : drop_chunks_from;
   std::lock_guard<std::mutex> lock(mu_);
   LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->UpdateContext(id, tokens, kv_tokens, drop, NowMs()));

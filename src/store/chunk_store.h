@@ -144,6 +144,8 @@ class ChunkStore {
   // Test hook: WriteChunks fails with IOError after syncing the data and before committing
   // the metadata, as a crash at that moment would (STYLE rule 21).
   void TEST_FailBeforeCommit(bool fail) { test_fail_before_commit_ = fail; }
+  // Test hook: UpdateContext fails with ResourceExhausted, as on a full disk, changing nothing.
+  void TEST_FailContextUpdates(bool fail) { test_fail_context_updates_ = fail; }
 
  private:
   struct OpenKey {
@@ -201,6 +203,7 @@ class ChunkStore {
   std::atomic<uint64_t> reads_{0}, bytes_read_{0}, writes_{0}, bytes_written_{0}, syncs_{0};
   std::atomic<uint64_t> checksum_failures_{0};
   std::atomic<bool> test_fail_before_commit_{false};
+  std::atomic<bool> test_fail_context_updates_{false};
 };
 
 }  // namespace llms

@@ -243,6 +243,70 @@ TEST_F(KvManagerTest, LongPromptFitsTheBudgetOnceCompressed) {
   EXPECT_EQ(next->generation.prompt_tokens, 20u);
 }
 
+// Issue 11: a call whose text cannot be made durable (a full disk) says so, and the context is
+// left where the call began, in memory and after a reopen; once there is room, calls go on.
+TEST_F(KvManagerTest, ACallThatCannotBeSavedFailsAndLeavesTheContextAsItWas) {
+  OpenManager(Uncompressed(RestoreMode::kPipelined), size_t{64} << 20);
+  auto id = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(id);
+  ASSERT_OK(CallFor(*id, Story(0, 40), 4));
+  const std::vector<int32_t> saved = *manager_->ContextTokens(kApp, *id);
+  store_->TEST_FailContextUpdates(true);
+  auto lost = CallFor(*id, Story(40, 30), 4);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(lost.status().message().find("context " + std::to_string(*id)), std::string::npos)
+      << lost.status().ToString();
+  EXPECT_NE(lost.status().message().find("is full"), std::string::npos);
+  EXPECT_EQ(*manager_->ContextTokens(kApp, *id), saved);
+  ASSERT_OK(manager_->CheckInvariants());
+  // A call sliced by a service (prompt pieces, then a yielding generation) that fails at its
+  // end goes back to where its first slice began.
+  GenerateOptions g;
+  g.sampling.temperature = 0;
+  g.max_tokens = 0;
+  const std::vector<int32_t> first = Story(40, 20), second = Story(60, 10);
+  ASSERT_OK(manager_->Call(kApp, *id, first, g, nullptr, CallSlice{true, saved.size()}));
+  g.max_tokens = 3;
+  auto end = manager_->Call(kApp, *id, second, g, nullptr, CallSlice{false, saved.size()});
+  EXPECT_EQ(end.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(*manager_->ContextTokens(kApp, *id), saved);
+  store_->TEST_FailContextUpdates(false);
+  auto next = CallFor(*id, Story(40, 30), 4);
+  ASSERT_OK(next);
+  const std::vector<int32_t> after = *manager_->ContextTokens(kApp, *id);
+  EXPECT_EQ(after.size(), saved.size() + 30 + 4);
+  Reopen(Uncompressed(RestoreMode::kPipelined), size_t{64} << 20);
+  EXPECT_EQ(*manager_->ContextTokens(kApp, *id), after);
+}
+
+// Issue 11: a context with nothing pending (a reply of zero tokens) can be called with an empty
+// prompt: its last token is computed again, and the generation is that of a normal call.
+TEST_F(KvManagerTest, AnEmptyPromptContinuesAContextWithNothingPending) {
+  OpenManager(Uncompressed(RestoreMode::kPipelined), size_t{64} << 20);
+  auto a = manager_->CreateContext(kApp, kBos), b = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  ASSERT_OK(CallFor(*a, Story(0, 37), 0));  // everything computed, nothing generated
+  auto again = CallFor(*a, {}, 6);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->generation.tokens.size(), 6u);
+  auto reference = CallFor(*b, Story(0, 37), 6);
+  ASSERT_OK(reference);
+  EXPECT_EQ(again->generation.tokens, reference->generation.tokens);
+  ASSERT_OK(manager_->CheckInvariants());
+  // When the last token's chunk is full and compressed, that chunk is recomputed.
+  OpenManager(Policy::Llms(), size_t{64} << 20);
+  auto c = manager_->CreateContext(kApp, kBos);
+  ASSERT_OK(c);
+  ASSERT_OK(CallFor(*c, Story(0, 47), 0));  // 48 tokens: three full chunks
+  auto full = CallFor(*c, {}, 6);
+  ASSERT_OK(full);
+  EXPECT_EQ(full->generation.tokens.size(), 6u);
+  EXPECT_EQ(full->generation.prompt_tokens, engine_->kv_layout().chunk_tokens);
+  ASSERT_OK(manager_->CheckInvariants());
+}
+
 TEST_F(KvManagerTest, ContextsSurviveReopenAndContinueFromFlash) {
   OpenManager(Uncompressed(RestoreMode::kPipelined), size_t{64} << 20);
   auto id = manager_->CreateContext(kApp, kBos);

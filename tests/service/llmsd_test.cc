@@ -51,22 +51,13 @@ class LlmsdTest : public ::testing::Test {
   std::unique_ptr<DaemonProcess> daemon_;
 };
 
-// A raw connection for speaking (and mis-speaking) the protocol by hand.
 int RawConnect(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const int fd = testing::RawConnect(path);
+  EXPECT_GE(fd, 0);
   return fd;
 }
 
-Json Reply(int fd) {
-  auto frame = wire::ReadFrame(fd);
-  if (!frame.ok()) return Json{{"type", "closed"}, {"message", frame.status().ToString()}};
-  auto m = wire::ParseMessage(*frame);
-  return m.ok() ? *m : Json{{"type", "unparsable"}};
-}
+Json Reply(int fd) { return testing::ReadMessage(fd); }
 
 TEST_F(LlmsdTest, ClientLibraryCreatesCallsListsAndDeletes) {
   StartDaemon();

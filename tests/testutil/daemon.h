@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "protocol/wire.h"
 
 namespace llms::testing {
 
@@ -20,6 +21,10 @@ class DaemonProcess {
   // daemon's last log lines when it exits instead.
   static StatusOr<std::unique_ptr<DaemonProcess>> Start(
       const std::string& dir, const std::vector<std::string>& extra_args = {});
+  // Runs llmsd as Start does (log in `dir`/llmsd.log) and waits for it to exit, for a start that
+  // must fail: its exit code and log.
+  static std::pair<int, std::string> RunToExit(const std::string& dir,
+                                               const std::vector<std::string>& extra_args);
   ~DaemonProcess();  // kills the daemon if it still runs
 
   const std::string& socket() const { return socket_; }
@@ -40,8 +45,19 @@ class DaemonProcess {
   std::string socket_, log_;
 };
 
-// Path of an executable of the build tree ("llmsd", "llms").
+// Path of an executable of the build tree ("llmsd", "llms"). $LLMS_TEST_LLMSD, when set, names
+// the llmsd to test instead (to run the suite against another build, an older one say).
 std::string ToolPath(const std::string& name);
+
+// A raw connection to a Unix socket (-1 on failure), for speaking the protocol by hand.
+int RawConnect(const std::string& path);
+// The next message on `fd`, or {"type":"closed","message":why} when the connection ended.
+wire::Json ReadMessage(int fd);
+// The resident memory of process `pid`, in bytes (0 when it is gone).
+size_t ResidentBytes(pid_t pid);
+// HTTP over the Unix socket with curl: (status, body). `body` empty: a GET (or `method`).
+std::pair<int, std::string> CurlUnix(const std::string& socket, const std::string& path,
+                                     const std::string& body = "", const std::string& extra = "");
 
 // Runs `command` with /bin/sh; returns its exit code and standard output.
 std::pair<int, std::string> RunCommand(const std::string& command);
