@@ -2,6 +2,9 @@
 // (ahead-of-time swap-out and commits in flight) and is killed with SIGKILL at random moments.
 // After each kill the parent reopens the store: every context is there with its text, and its
 // next call gives the same logits as recomputing the whole text (compression off, so exact).
+// The random moment is counted from the child's first completed call, not from the fork, so
+// that how fast the machine is cannot leave a round (or every round) with nothing to check.
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,9 +49,11 @@ StatusOr<Stack> OpenStack(const std::string& dir, bool background, size_t budget
   return s;
 }
 
-[[noreturn]] void ChildWorkload(const std::string& dir, uint32_t seed) {
+// Writes one byte to `ready_fd` when its first call has returned, then calls until killed.
+[[noreturn]] void ChildWorkload(const std::string& dir, uint32_t seed, int ready_fd) {
   auto stack = OpenStack(dir, /*background=*/true, size_t{1} << 20);  // small: evictions too
   if (!stack.ok()) _exit(3);
+  bool told = false;
   KvManager& m = *stack->manager;
   std::mt19937 rng(seed);
   const std::vector<int32_t> bos = {1};
@@ -69,6 +74,11 @@ StatusOr<Stack> OpenStack(const std::string& dir, bool background, size_t budget
     g.max_tokens = 1 + rng() % 4;
     auto r = m.Call("app", id, prompt, g, nullptr);
     if (!r.ok() && r.status().code() != StatusCode::kResourceExhausted) _exit(5);
+    if (r.ok() && !told) {
+      const char byte = 1;
+      if (write(ready_fd, &byte, 1) != 1) _exit(6);
+      told = true;
+    }
   }
 }
 
@@ -86,14 +96,24 @@ TEST(KvManagerCrashTest, EveryCommittedContextSurvivesSigkill) {
   std::mt19937 rng(2024);
   size_t verified = 0, loaded = 0;
   for (int round = 0; round < 6; ++round) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
-    if (pid == 0) ChildWorkload(dir.path(), static_cast<uint32_t>(round));
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 600));
+    if (pid == 0) ChildWorkload(dir.path(), static_cast<uint32_t>(round), ready[1]);
+    close(ready[1]);
+    // Generous: a child on a loaded machine (or under sanitizers) still gets there in seconds.
+    pollfd first_call{ready[0], POLLIN, 0};
+    const bool called = poll(&first_call, 1, 60000) == 1;
+    char byte = 0;
+    const bool told = called && read(ready[0], &byte, 1) == 1;
+    if (told) std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 600));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    close(ready[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+    ASSERT_TRUE(told) << "round " << round << ": the child completed no call within 60 s";
 
     auto stack = OpenStack(dir.path(), /*background=*/false, size_t{64} << 20);
     ASSERT_OK(stack);

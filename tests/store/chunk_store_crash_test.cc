@@ -58,7 +58,8 @@ void Log(int fd, const LogRecord& r) {
   if (write(fd, &r, sizeof(r)) != static_cast<ssize_t>(sizeof(r))) _exit(3);
 }
 
-// Opens the store, writes one byte to `ready_fd`, then works until killed.
+// Opens the store, writes one byte to `ready_fd`, then works until killed; writes another byte
+// when its first operation has completed.
 [[noreturn]] void ChildLoop(const std::string& dir, const std::string& log_path,
                             const std::vector<uint64_t>& ctxs, uint32_t round, int ready_fd) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -68,6 +69,7 @@ void Log(int fd, const LogRecord& r) {
   const char ready = 1;
   if (write(ready_fd, &ready, 1) != 1) _exit(6);
   std::mt19937_64 rng(1000 + round);
+  bool told = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     const uint64_t ctx = ctxs[rng() % ctxs.size()];
@@ -83,6 +85,8 @@ void Log(int fd, const LogRecord& r) {
       if (!(*store)->WriteChunk(m, testing::RandomBytes(m.data_bytes(), seed)).ok()) _exit(5);
     }
     Log(log, {kDone, del ? kDelete : kWrite, ctx, index, seed});
+    if (!told && write(ready_fd, &ready, 1) != 1) _exit(6);
+    told = true;
   }
   _exit(0);
 }
@@ -180,17 +184,25 @@ TEST(CrashTest, SigkillAtRandomMomentsLosesNoCommittedChunk) {
     if (pid == 0) ChildLoop(dir, log, ctxs, round, ready[1]);
     close(ready[1]);
     // Odd rounds may kill the child while it opens (and recovers) the store; even rounds
-    // time the kill from the end of Open, so that slow fsyncs still leave writes to interrupt.
+    // time the kill from the end of Open, so that slow fsyncs still leave writes to interrupt;
+    // round 0 from the first completed operation, so that `done` below cannot stay 0 on a slow
+    // machine. The read end stays open until the child is dead: in an odd round whose Open
+    // beat the sleep, the child's write to a closed pipe killed it with SIGPIPE (passing as a
+    // crash) before its first operation.
     char byte = 0;
     if (round % 2 == 0) {
-      ASSERT_EQ(read(ready[0], &byte, 1), 1);
+      ASSERT_EQ(read(ready[0], &byte, 1), 1) << "the child did not open the store";
     }
-    close(ready[0]);
+    if (round == 0) {
+      ASSERT_EQ(read(ready[0], &byte, 1), 1) << "the child completed no operation";
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1 + rng() % 60));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int wstatus = 0;
     ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+    close(ready[0]);
     ASSERT_TRUE(WIFSIGNALED(wstatus)) << "child exited with " << WEXITSTATUS(wstatus);
+    ASSERT_EQ(WTERMSIG(wstatus), SIGKILL) << "the child died before the kill";
     const std::optional<LogRecord> pending = ApplyLog(log, &offset, &model, &done);
     auto store = ChunkStore::Open(Env::Default(), dir, {});
     ASSERT_OK(store);

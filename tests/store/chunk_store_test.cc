@@ -448,7 +448,13 @@ TEST_F(ChunkStoreTest, ConcurrentWriterReaderDeleter) {
     }
   };
   std::thread w1(writer, 0), w2(writer, 1), r(reader), b(batch_reader);
-  for (int round = 0; round < 20; ++round) {
+  // At least 20 deletions 10 ms apart, and on until a read has succeeded: on a loaded machine
+  // the readers may not have run at all in the first 200 ms (generous bound: 60 s).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto more = [&](int round) {
+    return round < 20 || (reads_ok == 0 && std::chrono::steady_clock::now() < deadline);
+  };
+  for (int round = 0; more(round); ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     auto fresh = store->CreateContext("app", {});
     ASSERT_OK(fresh);
