@@ -156,7 +156,8 @@ ContextInfo KvManager::InfoLocked(const Context& ctx) const {
   for (size_t i = 0; i < ctx.chunks.size(); ++i) {
     const KvChunk* chunk = ctx.cache->chunk(i);
     info.resident_chunks += chunk != nullptr;
-    info.flash_chunks += ctx.chunks[i].on_flash;
+    // A copy counts once it is current: a resident chunk changed since is not on flash yet.
+    info.flash_chunks += ctx.chunks[i].on_flash && !(chunk != nullptr && ctx.chunks[i].dirty);
     info.resident_bytes += chunk != nullptr ? chunk->bytes() : 0;
     if (chunk != nullptr || ctx.chunks[i].on_flash) {
       ++info.chunks_per_level[static_cast<int>(ctx.chunks[i].level)];

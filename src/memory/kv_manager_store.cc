@@ -163,7 +163,18 @@ Status KvManager::Persist(Context* ctx, size_t rollback_tokens) {
     std::lock_guard<std::mutex> lock(mu_);
     ctx->last_used_unix_ms = UnixMillisNow();
   }
-  if (store_ != nullptr && options_.policy.ahead_of_time_swap) QueueWrites(ctx);
+  if (store_ == nullptr || !options_.policy.ahead_of_time_swap) return Status::Ok();
+  // Global planning re-levels every context's chunks, not only this one's: their new versions
+  // must reach flash too (a SIGTERM's Flush waits only for queued writes). Contexts change only
+  // in calls, which run one at a time, so none of them changes under this.
+  std::vector<Context*> changed = {ctx};
+  if (options_.policy.compression == CompressionMode::kToleranceGlobal) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, other] : contexts_) {
+      if (other.get() != ctx && other->damage.empty()) changed.push_back(other.get());
+    }
+  }
+  for (Context* c : changed) QueueWrites(c);
   return Status::Ok();
 }
 
