@@ -26,18 +26,6 @@ using wire::Json;
 
 constexpr uid_t kOtherUid = 65534;  // nobody
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 int TcpConnect(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -126,11 +114,12 @@ class PeersTest : public ::testing::Test {
 
 // Item 1: every early hang-up used to be a SIGPIPE that ended the daemon (exit 141).
 TEST_F(PeersTest, ClientsThatLeaveEarlyDoNotStopTheDaemon) {
-  const int port = FreePort();
   const std::string tokens = dir_.File("tokens");
   ASSERT_OK(testing::WriteFile(tokens, "app=sk-test\n"));
   chmod(tokens.c_str(), 0600);
-  Start({"--http", "127.0.0.1:" + std::to_string(port), "--app-tokens-file", tokens});
+  Start({"--http", "127.0.0.1:0", "--app-tokens-file", tokens});
+  const int port = daemon_->HttpPort();
+  ASSERT_GT(port, 0) << daemon_->Log();
   const std::string stream =
       R"({"prompt":"Once upon a time","max_tokens":1500,"temperature":0,"stream":true})";
   // Two bytes of an HTTP method, then gone.
@@ -320,10 +309,10 @@ TEST_F(PeersTest, DataIsPrivateAndTokensStayOutOfTheCommandLine) {
   EXPECT_NE(code, 0);
   EXPECT_NE(log.find("chmod 600 " + tokens), std::string::npos) << log;
   // From the environment, a token works.
-  const int port = FreePort();
   setenv("LLMS_APP_TOKENS", "notes=sk-from-env", 1);
-  Start({"--http", "127.0.0.1:" + std::to_string(port)});
+  Start({"--http", "127.0.0.1:0"});
   unsetenv("LLMS_APP_TOKENS");
+  const int port = daemon_->HttpPort();
   auto [rc, out] = testing::RunCommand(
       "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + std::to_string(port) +
       "/v1/models -H 'Authorization: Bearer sk-from-env'");

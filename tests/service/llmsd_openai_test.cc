@@ -17,34 +17,21 @@ namespace {
 using testing::DaemonProcess;
 using wire::Json;
 
-// A TCP port that was free a moment ago (the daemon binds it right after).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class LlmsdOpenAiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = FreePort();
     // Tokens come from files of mode 0600, never the command line (where ps shows them).
     const std::string tokens = dir_.File("tokens"), metrics = dir_.File("metrics-token");
     ASSERT_OK(testing::WriteFile(tokens, "# app=token\nalice=sk-alice-test\nbob=sk-bob-test\n"));
     ASSERT_OK(testing::WriteFile(metrics, "sk-metrics-test\n"));
     chmod(tokens.c_str(), 0600);
     chmod(metrics.c_str(), 0600);
-    auto d = DaemonProcess::Start(
-        dir_.path(), {"--http", "127.0.0.1:" + std::to_string(port_), "--app-tokens-file", tokens,
-                      "--metrics-token-file", metrics});
+    auto d = DaemonProcess::Start(dir_.path(), {"--http", "127.0.0.1:0", "--app-tokens-file",
+                                                tokens, "--metrics-token-file", metrics});
     ASSERT_OK(d);
     daemon_ = std::move(d).value();
+    port_ = daemon_->HttpPort();  // the kernel's pick: no port can be taken in between
+    ASSERT_GT(port_, 0) << daemon_->Log();
   }
   // curl on the Unix socket: (HTTP status, body).
   std::pair<int, std::string> Curl(const std::string& path, const std::string& body = "") {

@@ -166,6 +166,19 @@ void DaemonProcess::Kill() {
   Wait();
 }
 
+int DaemonProcess::HttpPort() const {
+  const std::string key = "event=http_ready address=127.0.0.1:";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string log = Log();
+    if (const size_t at = log.find(key); at != std::string::npos) {
+      return std::atoi(log.c_str() + at + key.size());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
 std::string DaemonProcess::Log() const {
   std::ifstream in(log_);
   std::stringstream s;

@@ -34,6 +34,9 @@ class DaemonProcess {
   // SIGKILL and wait.
   void Kill();
   std::string Log() const;
+  // The TCP port of `--http 127.0.0.1:0` (the kernel picks a free one; llmsd logs it), or -1
+  // when none is logged within 60 s.
+  int HttpPort() const;
 
   DaemonProcess(pid_t pid, std::string socket, std::string log)
       : pid_(pid), socket_(std::move(socket)), log_(std::move(log)) {}
