@@ -137,7 +137,7 @@ StatusOr<std::vector<ContextSummary>> Client::ListContexts() {
   for (const Json& c : reply.value("contexts", Json::array())) {
     out.push_back({c.value("context", uint64_t{0}), c.value("tokens", size_t{0}),
                    c.value("chunks", size_t{0}), c.value("resident_chunks", size_t{0}),
-                   c.value("flash_chunks", size_t{0})});
+                   c.value("flash_chunks", size_t{0}), c.value("damaged", "")});
   }
   return out;
 }

@@ -45,6 +45,7 @@ struct CallReply {
 struct ContextSummary {
   uint64_t id = 0;
   size_t tokens = 0, chunks = 0, resident_chunks = 0, flash_chunks = 0;
+  std::string damaged;  // why the context cannot be used (delete it), or empty
 };
 
 class Client {

@@ -78,11 +78,7 @@ Status Service::Place(Session* session, const PlacedCall& placed, CallProgress* 
       openai::Placement where,
       openai::Place(manager_, model_->tokenizer(), app, placed.text, placed.context,
                     [&](uint64_t id) { return ContextBusy(app, id); }));
-  if (where.context == 0) {
-    LLMS_ASSIGN_OR_RETURN(where.context, CreateHttpContext(app));
-    p->created_context = true;
-  }
-  p->call.context = where.context;
+  p->call.context = where.context;  // 0: a new context, made once the call passes its checks
   p->call.has_tokens = true;
   p->call.tokens = std::move(where.prompt);
   return Status::Ok();
@@ -90,16 +86,12 @@ Status Service::Place(Session* session, const PlacedCall& placed, CallProgress* 
 
 Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
   LLMS_ASSIGN_OR_RETURN(p->call, ParseCall(job.request, Window(), model_->config().vocab_size));
-  if (job.placed != nullptr) {
-    LLMS_RETURN_IF_ERROR(Place(session, *job.placed, p));
-    // The HTTP front end sends its stream's headers (X-Llms-Context) with this.
-    session->Send(Json{{"type", "placed"},
-                       {"id", job.request.value("id", uint64_t{0})},
-                       {"context", p->call.context}});
-  }
+  if (job.placed != nullptr) LLMS_RETURN_IF_ERROR(Place(session, *job.placed, p));
   const CallRequest& c = p->call;
-  LLMS_ASSIGN_OR_RETURN(std::vector<int32_t> have,
-                        manager_->ContextTokens(session->app(), c.context));
+  std::vector<int32_t> have;
+  if (c.context != 0 || job.placed == nullptr) {
+    LLMS_ASSIGN_OR_RETURN(have, manager_->ContextTokens(session->app(), c.context));
+  }
   p->prompt = c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
   if (p->prompt.size() > limits_.max_prompt_tokens) {
     return Status::InvalidArgument("prompt of " + std::to_string(p->prompt.size()) +
@@ -108,7 +100,7 @@ Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
   }
   const size_t window = Window();
   const size_t need = p->prompt.size() + c.options.max_tokens;
-  if (have.size() + need > window && limits_.slide_full_contexts &&
+  if (have.size() + need > window && limits_.slide_full_contexts && c.context != 0 &&
       need + 2 * kSinkTokens <= window) {
     // Keep half of what is left after the sink and this call, so the next turns fit too.
     LLMS_RETURN_IF_ERROR(
@@ -117,11 +109,23 @@ Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
   }
   if (have.size() + need > window) {
     return Status::ResourceExhausted(
-        "context " + std::to_string(c.context) + " holds " + std::to_string(have.size()) +
-        " tokens; with this prompt's " + std::to_string(p->prompt.size()) + " and max_tokens " +
+        (c.context != 0 ? "context " + std::to_string(c.context) + " holds " +
+                              std::to_string(have.size()) + " tokens; with this"
+                        : std::string("this")) +
+        " prompt's " + std::to_string(p->prompt.size()) + " tokens and max_tokens " +
         std::to_string(c.options.max_tokens) + " it would exceed the model window of " +
         std::to_string(window) + " tokens: start a new context, ask for fewer tokens" +
         (limits_.slide_full_contexts ? "" : ", or run llmsd with --full-context slide"));
+  }
+  if (c.context == 0) {  // an HTTP call that continues none of the app's contexts
+    LLMS_ASSIGN_OR_RETURN(p->call.context, CreateHttpContext(session->app()));
+    p->created_context = true;
+  }
+  if (job.placed != nullptr) {
+    // The HTTP front end sends its stream's headers (X-Llms-Context) with this.
+    session->Send(Json{{"type", "placed"},
+                       {"id", job.request.value("id", uint64_t{0})},
+                       {"context", p->call.context}});
   }
   p->call_start_tokens = have.size();
   p->state = std::make_unique<GenerationState>(&model_->tokenizer(), c.options);
