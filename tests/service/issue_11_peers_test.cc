@@ -63,53 +63,23 @@ std::string HttpPost(const std::string& path, const std::string& body,
          extra_headers + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
-class PeersTest : public ::testing::Test {
+class PeersTest : public testing::DaemonTest {
  protected:
-  void Start(std::vector<std::string> args = {}) {
-    args_ = std::move(args);
-    auto d = DaemonProcess::Start(dir_.path(), args_);
-    ASSERT_OK(d);
-    daemon_ = std::move(d).value();
-  }
-  bool Alive() {
-    int status = 0;
-    return daemon_->pid() > 0 && waitpid(daemon_->pid(), &status, WNOHANG) == 0;
-  }
-  // A normal call through the client library, recorded in the ledger.
+  // A normal call on a new context, recorded in the ledger.
   void ExpectServes() {
     ASSERT_TRUE(Alive()) << daemon_->Log();
-    auto client = Client::Connect(daemon_->socket());
-    ASSERT_OK(client);
-    auto id = (*client)->NewContext();
+    auto id = client_->NewContext();
     ASSERT_OK(id);
     CallOptions o;
     o.max_tokens = 8;
     o.temperature = 0;
-    auto reply = (*client)->Call(*id, "Once upon a time", o);
+    auto reply = client_->Call(*id, "Once upon a time", o);
     ASSERT_OK(reply);
     EXPECT_EQ(reply->text.rfind(", there was", 0), 0u) << reply->text;
-    Record(*id, *reply);
+    Record(*id, Json{{"cached_tokens", reply->cached_tokens},
+                     {"prompt_tokens", reply->prompt_tokens},
+                     {"completion_tokens", reply->completion_tokens}});
   }
-  void Record(uint64_t context, const CallReply& r) {
-    ledger_[context] = r.cached_tokens + r.prompt_tokens + r.completion_tokens;
-  }
-  // SIGKILL, start again: every call answered done is in its context.
-  void ExpectDoneCallsSurviveARestart() {
-    daemon_->Kill();
-    Start(args_);
-    auto client = Client::Connect(daemon_->socket());
-    ASSERT_OK(client);
-    for (const auto& [context, tokens] : ledger_) {
-      auto stats = (*client)->Stats(context);
-      ASSERT_OK(stats);
-      EXPECT_EQ(stats->value("tokens", size_t{0}), tokens) << "context " << context;
-    }
-  }
-
-  testing::TempDir dir_;
-  std::vector<std::string> args_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::map<uint64_t, size_t> ledger_;  // context -> tokens after its last done
 };
 
 // Item 1: every early hang-up used to be a SIGPIPE that ended the daemon (exit 141).

@@ -2,7 +2,6 @@
 // limit, OpenAI's usage conventions and the smaller cases (a repeated conversation, cancels),
 // each replayed against a real llmsd. Every call answered `done` must be in its context after a
 // SIGKILL and restart; every call that could not be made durable must say why.
-#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -18,6 +17,7 @@
 #include "client/client.h"
 #include "protocol/wire.h"
 #include "testutil/daemon.h"
+#include "testutil/store_util.h"
 #include "testutil/testutil.h"
 
 namespace llms {
@@ -33,54 +33,23 @@ CallOptions Greedy(size_t max_tokens) {
   return o;
 }
 
-void Sql(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
-}
-
-int64_t SqlInt(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  sqlite3_stmt* st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_open(db_path.c_str(), &db) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
-
 uint64_t FreeBytes(const std::string& path) {
   struct statvfs st {};
   return statvfs(path.c_str(), &st) == 0 ? uint64_t{st.f_bavail} * st.f_frsize : 0;
 }
 
-class StateTest : public ::testing::Test {
+class StateTest : public testing::DaemonTest {
  protected:
-  void Start(std::vector<std::string> args = {}) {
-    args_ = std::move(args);
-    auto d = DaemonProcess::Start(dir_.path(), args_);
-    ASSERT_OK(d);
-    daemon_ = std::move(d).value();
-    auto c = Client::Connect(daemon_->socket());
-    ASSERT_OK(c);
-    client_ = std::move(c).value();
-  }
   // A native call; a done is recorded in the ledger.
   StatusOr<CallReply> Call(uint64_t context, const std::string& prompt, size_t max_tokens) {
     StatusOr<CallReply> r = client_->Call(context, prompt, Greedy(max_tokens));
-    if (r.ok()) Record(context, r->cached_tokens + r->prompt_tokens + r->completion_tokens, *r);
+    if (r.ok()) {
+      Record(context, Json{{"cached_tokens", r->cached_tokens},
+                           {"prompt_tokens", r->prompt_tokens},
+                           {"completion_tokens", r->completion_tokens}});
+      EXPECT_GE(r->stats.value("extra_first_token_ms", -1.0), 0.0);  // item 9: never negative
+    }
     return r;
-  }
-  void Record(uint64_t context, size_t tokens, const CallReply& r) {
-    ledger_[context] = tokens;
-    EXPECT_GE(r.stats.value("extra_first_token_ms", -1.0), 0.0);  // item 9: never negative
   }
   // An HTTP chat on the Unix socket: (status, body).
   std::pair<int, Json> Chat(const std::string& messages, const std::string& extra = "") {
@@ -92,23 +61,6 @@ class StateTest : public ::testing::Test {
     }
     return {status, j};
   }
-  // SIGKILL, start again (with the same arguments): every call answered done is there.
-  void ExpectDoneCallsSurviveARestart() {
-    client_.reset();
-    daemon_->Kill();
-    Start(args_);
-    for (const auto& [context, tokens] : ledger_) {
-      auto stats = client_->Stats(context);
-      ASSERT_OK(stats);
-      EXPECT_EQ(stats->value("tokens", size_t{0}), tokens) << "context " << context;
-    }
-  }
-
-  testing::TempDir dir_;
-  std::vector<std::string> args_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<Client> client_;
-  std::map<uint64_t, size_t> ledger_;  // context -> tokens after its last done
 };
 
 // Items 2 and 3: on a full disk, calls answered done while their text was lost (305 tokens
@@ -171,11 +123,13 @@ TEST_F(StateTest, DamagedRowsAreSetAsideAndDamagedChunksReported) {
   }
   ASSERT_EQ(daemon_->Terminate(), 0) << daemon_->Log();  // every chunk written
   const std::string db = dir_.File("data/meta.sqlite");
-  Sql(db, "UPDATE contexts SET kv_tokens = 'garbage' WHERE id = " + std::to_string(ids[0]));
-  Sql(db, "UPDATE contexts SET tokens = x'01020304050607' WHERE id = " + std::to_string(ids[1]));
-  const int64_t offset =
-      SqlInt(db, "SELECT extent_offset FROM chunks WHERE context_id = " + std::to_string(ids[2]) +
-                     " AND chunk_index = 0");
+  testing::ExecSql(
+      db, "UPDATE contexts SET kv_tokens = 'garbage' WHERE id = " + std::to_string(ids[0]));
+  testing::ExecSql(
+      db, "UPDATE contexts SET tokens = x'01020304050607' WHERE id = " + std::to_string(ids[1]));
+  const int64_t offset = testing::QuerySqlInt(
+      db, "SELECT extent_offset FROM chunks WHERE context_id = " + std::to_string(ids[2]) +
+              " AND chunk_index = 0");
   ASSERT_GE(offset, 0);
   {
     std::fstream data(dir_.File("data/chunks.dat"),
@@ -321,9 +275,7 @@ TEST_F(StateTest, RepeatsAndCancelsBehave) {
   } while (m.value("type", "") == "token");
   EXPECT_EQ(m.value("stop_reason", ""), "cancelled") << m.dump();
   EXPECT_LT(m["usage"].value("completion_tokens", 2000), 2000);
-  ledger_[context] = m["usage"].value("cached_tokens", size_t{0}) +
-                     m["usage"].value("prompt_tokens", size_t{0}) +
-                     m["usage"].value("completion_tokens", size_t{0});
+  Record(context, m["usage"]);
   close(fd);
   close(other);
   ExpectDoneCallsSurviveARestart();

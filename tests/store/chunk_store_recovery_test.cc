@@ -20,6 +20,7 @@
 namespace llms {
 namespace {
 
+using testing::ExecSql;
 using testing::ExpectChunk;
 using testing::Meta;
 using testing::Payload;
@@ -34,15 +35,6 @@ void FlipByte(const std::string& path, uint64_t offset) {
   // Through the page cache; a direct read of the range writes it back first.
   ASSERT_EQ(pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
   close(fd);
-}
-
-void Sql(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 class RecoveryTest : public ::testing::Test {
@@ -200,17 +192,17 @@ TEST_F(RecoveryTest, BadRowsAreDroppedAndNewestOverlapWins) {
   }
   const std::string db = path_ + "/meta.sqlite";
   // An older row claiming b's extent, a row with no layers, a row of a missing context.
-  Sql(db,
-      "INSERT INTO chunks SELECT context_id, 5, level, num_layers, layer_bytes, "
-      "valid_tokens, density, stats, extent_offset, extent_length, layer_checksums, 0 + 1, "
-      "tokens_hash FROM chunks WHERE chunk_index = 1");
-  Sql(db,
-      "INSERT INTO chunks SELECT context_id, 6, level, 0, layer_bytes, valid_tokens, "
-      "density, stats, 0, 0, x'', 9, tokens_hash FROM chunks WHERE chunk_index = 0");
-  Sql(db,
-      "INSERT INTO chunks SELECT 999, 0, level, num_layers, layer_bytes, valid_tokens, "
-      "density, stats, 65536, extent_length, layer_checksums, 10, tokens_hash FROM chunks "
-      "WHERE chunk_index = 0");
+  ExecSql(db,
+          "INSERT INTO chunks SELECT context_id, 5, level, num_layers, layer_bytes, "
+          "valid_tokens, density, stats, extent_offset, extent_length, layer_checksums, 0 + 1, "
+          "tokens_hash FROM chunks WHERE chunk_index = 1");
+  ExecSql(db,
+          "INSERT INTO chunks SELECT context_id, 6, level, 0, layer_bytes, valid_tokens, "
+          "density, stats, 0, 0, x'', 9, tokens_hash FROM chunks WHERE chunk_index = 0");
+  ExecSql(db,
+          "INSERT INTO chunks SELECT 999, 0, level, num_layers, layer_bytes, valid_tokens, "
+          "density, stats, 65536, extent_length, layer_checksums, 10, tokens_hash FROM chunks "
+          "WHERE chunk_index = 0");
   auto store = Open();
   ASSERT_EQ(store->recovery().dropped.size(), 3u);
   for (const auto& d : store->recovery().dropped) std::printf("dropped: %s\n", d.reason.c_str());
@@ -225,7 +217,7 @@ TEST_F(RecoveryTest, BadRowsAreDroppedAndNewestOverlapWins) {
 
 TEST_F(RecoveryTest, NewerSchemaVersionIsRefused) {
   Open().reset();
-  Sql(path_ + "/meta.sqlite", "UPDATE store_info SET value = 3 WHERE key = 'schema_version'");
+  ExecSql(path_ + "/meta.sqlite", "UPDATE store_info SET value = 3 WHERE key = 'schema_version'");
   auto store = ChunkStore::Open(Env::Default(), path_, {});
   EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << store.status().ToString();
 }
@@ -244,9 +236,10 @@ TEST_F(RecoveryTest, DamagedContextRowsAreListedNotFatal) {
     for (uint64_t& id : ids) id = *store->CreateContext("app", std::vector<int32_t>{4, 5});
   }
   const std::string db = path_ + "/meta.sqlite";
-  Sql(db, "UPDATE contexts SET kv_tokens = 'garbage' WHERE id = " + std::to_string(ids[0]));
-  Sql(db, "UPDATE contexts SET tokens = x'01020304050607' WHERE id = " + std::to_string(ids[1]));
-  Sql(db, "UPDATE contexts SET kv_tokens = 1000 WHERE id = " + std::to_string(ids[2]));
+  ExecSql(db, "UPDATE contexts SET kv_tokens = 'garbage' WHERE id = " + std::to_string(ids[0]));
+  ExecSql(db,
+          "UPDATE contexts SET tokens = x'01020304050607' WHERE id = " + std::to_string(ids[1]));
+  ExecSql(db, "UPDATE contexts SET kv_tokens = 1000 WHERE id = " + std::to_string(ids[2]));
   auto store = Open();
   auto list = store->ListContexts();
   ASSERT_OK(list);
@@ -272,13 +265,13 @@ TEST_F(RecoveryTest, VersionOneStoreIsMigrated) {
   }
   const std::string db = path_ + "/meta.sqlite";
   // Back to version 1's shape: a settings column instead of kv_tokens and origin.
-  Sql(db,
-      "ALTER TABLE contexts ADD COLUMN settings TEXT NOT NULL DEFAULT '2';"
-      "ALTER TABLE contexts DROP COLUMN kv_tokens; ALTER TABLE contexts DROP COLUMN origin;"
-      "ALTER TABLE chunks DROP COLUMN tokens_hash;"
-      "INSERT INTO contexts(app, created_unix_ms, updated_unix_ms, tokens, settings) "
-      "VALUES('app', 1, 1, x'0100000002000000', 'garbage');"
-      "UPDATE store_info SET value = 1 WHERE key = 'schema_version'");
+  ExecSql(db,
+          "ALTER TABLE contexts ADD COLUMN settings TEXT NOT NULL DEFAULT '2';"
+          "ALTER TABLE contexts DROP COLUMN kv_tokens; ALTER TABLE contexts DROP COLUMN origin;"
+          "ALTER TABLE chunks DROP COLUMN tokens_hash;"
+          "INSERT INTO contexts(app, created_unix_ms, updated_unix_ms, tokens, settings) "
+          "VALUES('app', 1, 1, x'0100000002000000', 'garbage');"
+          "UPDATE store_info SET value = 1 WHERE key = 'schema_version'");
   auto store = Open();
   auto list = store->ListContexts();
   ASSERT_OK(list);

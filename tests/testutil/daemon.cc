@@ -186,4 +186,36 @@ std::string DaemonProcess::Log() const {
   return s.str();
 }
 
+void DaemonTest::Start(std::vector<std::string> args) {
+  args_ = std::move(args);
+  auto d = DaemonProcess::Start(dir_.path(), args_);
+  ASSERT_OK(d);
+  daemon_ = std::move(d).value();
+  auto c = Client::Connect(daemon_->socket());
+  ASSERT_OK(c);
+  client_ = std::move(c).value();
+}
+
+bool DaemonTest::Alive() {
+  int status = 0;
+  return daemon_ != nullptr && daemon_->pid() > 0 && waitpid(daemon_->pid(), &status, WNOHANG) == 0;
+}
+
+void DaemonTest::Record(uint64_t context, const wire::Json& usage) {
+  ledger_[context] = usage.value("cached_tokens", size_t{0}) +
+                     usage.value("prompt_tokens", size_t{0}) +
+                     usage.value("completion_tokens", size_t{0});
+}
+
+void DaemonTest::ExpectDoneCallsSurviveARestart() {
+  client_.reset();
+  daemon_->Kill();
+  ASSERT_NO_FATAL_FAILURE(Start(args_));
+  for (const auto& [context, tokens] : ledger_) {
+    auto stats = client_->Stats(context);
+    ASSERT_OK(stats);
+    EXPECT_EQ(stats->value("tokens", size_t{0}), tokens) << "context " << context;
+  }
+}
+
 }  // namespace llms::testing

@@ -2,15 +2,19 @@
 // the build tree on its own socket and data directory, with its log kept for failure messages.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/status.h"
+#include "client/client.h"
 #include "protocol/wire.h"
+#include "testutil/testutil.h"
 
 namespace llms::testing {
 
@@ -46,6 +50,26 @@ class DaemonProcess {
 
   pid_t pid_;
   std::string socket_, log_;
+};
+
+// A test with a real llmsd and a ledger of every call it answered `done`: after a SIGKILL and a
+// restart, each of those contexts must hold what its last done said (issue 11).
+class DaemonTest : public ::testing::Test {
+ protected:
+  // Starts llmsd with `args` (kept for restarts) and connects client_.
+  void Start(std::vector<std::string> args = {});
+  // True while the daemon runs.
+  bool Alive();
+  // Records a done call's context size (cached + prompt + completion tokens).
+  void Record(uint64_t context, const wire::Json& usage);
+  // SIGKILL, start again with the same arguments: every recorded context holds its tokens.
+  void ExpectDoneCallsSurviveARestart();
+
+  TempDir dir_;
+  std::vector<std::string> args_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+  std::map<uint64_t, size_t> ledger_;  // context -> tokens after its last done
 };
 
 // Path of an executable of the build tree ("llmsd", "llms"). $LLMS_TEST_LLMSD, when set, names

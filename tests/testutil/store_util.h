@@ -3,15 +3,42 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "store/chunk_store.h"
 #include "testutil/testutil.h"
 
 namespace llms::testing {
+
+// Runs SQL on a store's meta.sqlite behind its back (to damage or age it).
+inline void ExecSql(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// The first column of the first row of `sql`, or -1.
+inline int64_t QuerySqlInt(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_stmt* st = nullptr;
+  int64_t v = -1;
+  if (sqlite3_open(db_path.c_str(), &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
 
 inline ChunkMeta Meta(uint64_t context_id, uint32_t chunk_index, uint32_t num_layers,
                       uint32_t layer_bytes) {
