@@ -54,13 +54,15 @@ void HandleBody(Endpoint endpoint, const std::string& body) {
   }
 }
 
-// Routes a complete request as Route does, without a service behind it: the generating
-// endpoints get their body handled, anything else the 404 that names the method and path.
+// Handles a complete request: its body as a request of both endpoints, whatever the path (so
+// that the fuzzer need not keep the path intact to reach the body), and for paths other than
+// the generating ones the 404 that Route answers, which names the method and path.
 void HandleRequest(const http::request<http::string_body>& request) {
+  HandleBody(Endpoint::kChat, request.body());
+  HandleBody(Endpoint::kCompletion, request.body());
   const std::string target(request.target());
   const std::string path = target.substr(0, target.find('?'));
-  if (path == "/v1/chat/completions") return HandleBody(Endpoint::kChat, request.body());
-  if (path == "/v1/completions") return HandleBody(Endpoint::kCompletion, request.body());
+  if (path == "/v1/chat/completions" || path == "/v1/completions") return;
   http::response<http::string_body> res{http::status::not_found, request.version()};
   res.keep_alive(request.keep_alive());
   res.body() = llms::wire::Serialize(llms::openai::Error(llms::Status::NotFound(
