@@ -148,10 +148,13 @@ Status LlamaModel::BindWeights() {
     LLMS_ASSIGN_OR_RETURN(w.output, BindMatrix(f, "output.weight", c.vocab_size, c.dim));
   }
   LLMS_ASSIGN_OR_RETURN(w.output_norm, BindVector(f, "output_norm.weight", c.dim));
-  w.layers.resize(c.n_layers);
+  // Layers are added as they bind, not sized up front: block_count comes from the file, and a
+  // count far beyond its tensors (up to 2^32) must fail at the first missing tensor rather than
+  // allocate that many layers.
+  w.layers.clear();
   for (size_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
-    LayerWeights& l = w.layers[i];
+    LayerWeights& l = w.layers.emplace_back();
     LLMS_ASSIGN_OR_RETURN(l.attn_norm, BindVector(f, p + "attn_norm.weight", c.dim));
     LLMS_ASSIGN_OR_RETURN(l.ffn_norm, BindVector(f, p + "ffn_norm.weight", c.dim));
     LLMS_ASSIGN_OR_RETURN(l.wq, BindMatrix(f, p + "attn_q.weight", c.q_width(), c.dim));

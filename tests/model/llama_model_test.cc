@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -302,6 +303,18 @@ TEST(LlamaModelTest, LinearRopeScaling) {
   auto model = BuildTiny(s);
   ASSERT_OK(model);
   EXPECT_FLOAT_EQ((*model)->config().rope_linear_scale, 4.0f);
+}
+
+// A block_count far beyond the file's tensors is the first missing layer tensor, not an attempt
+// to allocate that many layers (gguf_fuzzer's find: 2^32 - 1 layers asked for a terabyte, which
+// is std::bad_alloc thrown through the loader, or an ASan abort).
+TEST(LlamaModelTest, HugeBlockCountIsAMissingTensorNotAnAllocation) {
+  TinySpec s;
+  s.drop_keys = {"llama.block_count"};
+  s.extra_keys = [](GgufWriter* w) {
+    w->AddUint32("llama.block_count", std::numeric_limits<uint32_t>::max());
+  };
+  ExpectError(BuildTiny(s), StatusCode::kInvalidArgument, {"blk.2.attn_norm.weight", "missing"});
 }
 
 // Errors from the GGUF getters already name the file; LlamaModel should not name it twice.
