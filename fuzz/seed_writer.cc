@@ -116,6 +116,9 @@ Status WriteHttpSeeds(const std::string& dir) {
       R"({"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},)"
       R"({"role":"tool","content":null}],"n":1,"seed":7,"max_completion_tokens":4,)"
       R"("top_p":0.5,"context":3})";
+  // A part whose type is not a string once aborted llmsd (nlohmann's value() threw).
+  const std::string chat_part_type_number =
+      R"({"messages":[{"role":"user","content":[{"type":1},{"type":"text","text":2}]}]})";
   const std::string completion =
       R"({"model":"m","prompt":"Once upon a time","max_tokens":8,"stop":"\n"})";
   const std::string completion_stream =
@@ -124,6 +127,7 @@ Status WriteHttpSeeds(const std::string& dir) {
       {"chat", Post("/v1/chat/completions", chat)},
       {"chat_stream", Post("/v1/chat/completions", chat_stream)},
       {"chat_parts", Post("/v1/chat/completions", chat_parts, "X-Llms-Context: 3\r\n")},
+      {"chat_part_type_number", Post("/v1/chat/completions", chat_part_type_number)},
       {"completion", Post("/v1/completions", completion)},
       {"completion_stream", Post("/v1/completions", completion_stream)},
       {"chat_chunked",

@@ -45,8 +45,8 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path
   auto client = std::make_unique<Client>(Key(), fd);
   LLMS_ASSIGN_OR_RETURN(
       Json hello, client->Request(Json{{"type", "hello"}, {"version", wire::kProtocolVersion}}));
-  client->app_ = hello.value("app", "");
-  client->model_ = hello.value("model", "");
+  client->app_ = wire::StringOr(hello, "app", "");
+  client->model_ = wire::StringOr(hello, "model", "");
   return client;
 }
 
@@ -57,12 +57,12 @@ StatusOr<Json> Client::Request(Json request, const std::function<void(const Json
   for (;;) {
     LLMS_ASSIGN_OR_RETURN(std::string frame, wire::ReadFrame(fd_));
     LLMS_ASSIGN_OR_RETURN(Json reply, wire::ParseMessage(frame));
-    const std::string type = reply.value("type", "");
+    const std::string type = wire::StringOr(reply, "type", "");
     if (type == "cancelled") continue;  // the acknowledgement of a Cancel
-    if (reply.value("id", uint64_t{0}) != id) {
+    if (wire::UintOr(reply, "id", 0) != id) {
       // An error without an id is about the connection; one with another id answers a Cancel
       // that came too late (the call had ended), and concerns nobody now.
-      if (type == "error" && reply.value("id", uint64_t{0}) == 0) {
+      if (type == "error" && wire::UintOr(reply, "id", 0) == 0) {
         return wire::StatusFromError(reply);
       }
       continue;
@@ -80,7 +80,7 @@ StatusOr<uint64_t> Client::NewContext(const std::string& system_prompt) {
   Json request{{"type", "create"}};
   if (!system_prompt.empty()) request["system_prompt"] = system_prompt;
   LLMS_ASSIGN_OR_RETURN(Json reply, Request(std::move(request)));
-  return reply.value("context", uint64_t{0});
+  return wire::UintOr(reply, "context", 0);
 }
 
 StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
@@ -100,18 +100,19 @@ StatusOr<CallReply> Client::Call(uint64_t context, const std::string& prompt,
   running_call_ = id;
   cancel_sent_ = false;
   StatusOr<Json> reply = Request(std::move(request), [&](const Json& token) {
-    if (on_text && !on_text(token.value("text", ""))) Cancel();
+    if (on_text && !on_text(wire::StringOr(token, "text", ""))) Cancel();
   });
   running_call_ = 0;
   LLMS_RETURN_IF_ERROR(reply.status());
   CallReply out;
-  out.text = reply->value("text", "");
-  out.stop_reason = reply->value("stop_reason", "");
-  if (reply->contains("usage")) {
-    out.prompt_tokens = (*reply)["usage"].value("prompt_tokens", size_t{0});
-    out.completion_tokens = (*reply)["usage"].value("completion_tokens", size_t{0});
-    out.cached_tokens = (*reply)["usage"].value("cached_tokens", size_t{0});
-  }
+  // Read without trusting the reply's shape: whatever sits at the socket path must not crash
+  // the app.
+  out.text = wire::StringOr(*reply, "text", "");
+  out.stop_reason = wire::StringOr(*reply, "stop_reason", "");
+  const Json usage = reply->value("usage", Json::object());
+  out.prompt_tokens = wire::UintOr(usage, "prompt_tokens", 0);
+  out.completion_tokens = wire::UintOr(usage, "completion_tokens", 0);
+  out.cached_tokens = wire::UintOr(usage, "cached_tokens", 0);
   out.stats = reply->value("stats", Json::object());
   return out;
 }
@@ -134,10 +135,12 @@ Status Client::DeleteContext(uint64_t context) {
 StatusOr<std::vector<ContextSummary>> Client::ListContexts() {
   LLMS_ASSIGN_OR_RETURN(Json reply, Request(Json{{"type", "list"}}));
   std::vector<ContextSummary> out;
-  for (const Json& c : reply.value("contexts", Json::array())) {
-    out.push_back({c.value("context", uint64_t{0}), c.value("tokens", size_t{0}),
-                   c.value("chunks", size_t{0}), c.value("resident_chunks", size_t{0}),
-                   c.value("flash_chunks", size_t{0}), c.value("damaged", "")});
+  const Json contexts = reply.value("contexts", Json::array());
+  if (!contexts.is_array()) return Status::Corruption("the daemon's list reply has no array");
+  for (const Json& c : contexts) {
+    out.push_back({wire::UintOr(c, "context", 0), wire::UintOr(c, "tokens", 0),
+                   wire::UintOr(c, "chunks", 0), wire::UintOr(c, "resident_chunks", 0),
+                   wire::UintOr(c, "flash_chunks", 0), wire::StringOr(c, "damaged", "")});
   }
   return out;
 }

@@ -259,9 +259,21 @@ Json ErrorMessage(uint64_t id, const Status& status) {
   return Json{{"type", "error"}, {"id", id}, {"code", code}, {"message", status.message()}};
 }
 
+std::string StringOr(const Json& m, const char* field, const std::string& fallback) {
+  if (!m.is_object()) return fallback;
+  auto it = m.find(field);
+  return it != m.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+uint64_t UintOr(const Json& m, const char* field, uint64_t fallback) {
+  if (!m.is_object()) return fallback;
+  auto it = m.find(field);
+  return it != m.end() && it->is_number_unsigned() ? it->get<uint64_t>() : fallback;
+}
+
 Status StatusFromError(const Json& message) {
-  const std::string code = message.value("code", "unknown");
-  const std::string text = message.value("message", "the daemon gave no message");
+  const std::string code = StringOr(message, "code", "unknown");
+  const std::string text = StringOr(message, "message", "the daemon gave no message");
   for (const CodeName& c : kCodes) {
     if (code == c.name) return Status::FromCode(c.code, text);
   }

@@ -83,6 +83,12 @@ StatusOr<uint64_t> GetUint(const Json& m, const char* field, uint64_t fallback);
 StatusOr<double> GetNumber(const Json& m, const char* field, double fallback);
 StatusOr<bool> GetBool(const Json& m, const char* field, bool fallback);
 
+// A field of a message from a peer, or `fallback` when it is absent or of another type (or `m`
+// is not an object). Never throws: nlohmann's value() throws on a field of the wrong type, and a
+// peer's message may hold anything.
+std::string StringOr(const Json& m, const char* field, const std::string& fallback);
+uint64_t UintOr(const Json& m, const char* field, uint64_t fallback);
+
 // An error message for the peer: {"type":"error","id":id,"code":"not_found","message":...}.
 // `code` is the lower-case name of the status code.
 Json ErrorMessage(uint64_t id, const Status& status);

@@ -15,7 +15,7 @@ StatusOr<std::string> ContentText(const Json& message, size_t index) {
   if (!it->is_array()) return Status::InvalidArgument(where + ": expected a string or an array");
   std::string text;
   for (const Json& part : *it) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+    if (!part.is_object() || wire::StringOr(part, "type", "") != "text" || !part.contains("text") ||
         !part["text"].is_string()) {
       return Status::InvalidArgument(where + ": only text parts are supported");
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "service/call_request.h"
+#include "spdlog/spdlog.h"
 
 namespace llms {
 namespace {
@@ -289,7 +290,16 @@ void Service::WorkerLoop() {
       if (queued_ == 0) return;  // draining and nothing left
       if (!PopNext(&job)) continue;
     }
-    Run(job);
+    // The last line should a library throw after all: that request fails, the worker goes on.
+    try {
+      Run(job);
+    } catch (const std::exception& e) {
+      spdlog::error("event=internal_error app={} error=\"{}\"", job.session->app(), e.what());
+      const uint64_t id = wire::UintOr(job.request, "id", 0);
+      Deactivate(job.session.get(), id);
+      job.session->Send(
+          wire::ErrorMessage(id, Status::IOError(std::string("internal error: ") + e.what())));
+    }
   }
 }
 

@@ -212,10 +212,16 @@ void UnixServer::ServeConnection(std::shared_ptr<PeerConnection> conn, std::stri
     got += *n;
   }
   const std::string_view bytes(head, got);
-  if (tcp_ || (got > 0 && LooksLikeHttp(bytes))) {
-    ServeHttp(conn.get(), bytes, http_peer, service_, options_.http);
-  } else if (got >= 4) {
-    ServeNative(conn.get(), bytes, session);
+  // Our code returns errors as values; this is the last line should a library throw on a
+  // peer's bytes anyway: that peer's connection ends, the daemon goes on.
+  try {
+    if (tcp_ || (got > 0 && LooksLikeHttp(bytes))) {
+      ServeHttp(conn.get(), bytes, http_peer, service_, options_.http);
+    } else if (got >= 4) {
+      ServeNative(conn.get(), bytes, session);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("event=internal_error owner={} error=\"{}\" action=hang_up", owner, e.what());
   }
   // Queued and running calls of this peer see the session closed and stop.
   session->Close();

@@ -70,5 +70,19 @@ TEST(ParseJsonTest, DeepNestingAndTooManyValuesAreRefusedBeforeParsing) {
   EXPECT_EQ(wire::ParseJson("{bad").status().code(), StatusCode::kInvalidArgument);
 }
 
+// A peer's message may hold anything: reading it never throws (the client read an error reply
+// with nlohmann's value(), which aborted the app on {"code":1}; found by the wire fuzzer's
+// author).
+TEST(WireFieldsTest, FieldsOfTheWrongTypeFallBackInsteadOfThrowing) {
+  const wire::Json bad = {{"type", "error"}, {"code", 1}, {"message", {1, 2}}, {"id", "seven"}};
+  const Status s = wire::StatusFromError(bad);
+  EXPECT_EQ(s.code(), StatusCode::kIOError);
+  EXPECT_NE(s.message().find("the daemon gave no message"), std::string::npos);
+  EXPECT_EQ(wire::UintOr(bad, "id", 3), 3u);
+  EXPECT_EQ(wire::StringOr(bad, "type", ""), "error");
+  EXPECT_EQ(wire::StringOr(wire::Json::array(), "type", "x"), "x");
+  EXPECT_EQ(wire::UintOr(wire::Json{{"id", -1}}, "id", 4), 4u);
+}
+
 }  // namespace
 }  // namespace llms

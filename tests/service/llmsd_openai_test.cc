@@ -160,6 +160,12 @@ TEST_F(LlmsdOpenAiTest, BadRequestsGetOpenAiStyleErrors) {
       "/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":"x"})");
   EXPECT_EQ(status, 400);
   EXPECT_NE(body.find("'max_tokens'"), std::string::npos) << body;
+  // A content part whose type is not a string aborted the daemon (issue 11: a crash any client
+  // could cause; nlohmann's value() threw).
+  std::tie(status, body) =
+      Curl("/v1/chat/completions", R"({"messages":[{"role":"user","content":[{"type":1}]}]})");
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(body.find("only text parts"), std::string::npos) << body;
   std::tie(status, body) = Curl("/v2/anything");
   EXPECT_EQ(status, 404);
   // TCP without a known bearer token is refused.
