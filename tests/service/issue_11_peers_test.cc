@@ -87,7 +87,7 @@ TEST_F(PeersTest, ClientsThatLeaveEarlyDoNotStopTheDaemon) {
   const std::string tokens = dir_.File("tokens");
   ASSERT_OK(testing::WriteFile(tokens, "app=sk-test\n"));
   chmod(tokens.c_str(), 0600);
-  Start({"--http", "127.0.0.1:0", "--app-tokens-file", tokens});
+  ASSERT_NO_FATAL_FAILURE(Start({"--http", "127.0.0.1:0", "--app-tokens-file", tokens}));
   const int port = daemon_->HttpPort();
   ASSERT_GT(port, 0) << daemon_->Log();
   const std::string stream =
@@ -131,9 +131,9 @@ TEST_F(PeersTest, ClientsThatLeaveEarlyDoNotStopTheDaemon) {
       "cd " + node_dir + " && LLMS_BASE_URL=http://127.0.0.1:" + std::to_string(port) +
       "/v1 LLMS_API_KEY=sk-test node break_stream.mjs 2>&1");
   EXPECT_EQ(rc, 0) << out;
-  ExpectServes();
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
   EXPECT_TRUE(Alive()) << daemon_->Log();
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 6: 1,000 connections of one uid, each announcing a 1 MiB frame and sending a byte (some
@@ -143,8 +143,8 @@ TEST_F(PeersTest, ClientsThatLeaveEarlyDoNotStopTheDaemon) {
 TEST_F(PeersTest, OneUidCannotExhaustMemory) {
   ASSERT_EQ(geteuid(), 0u) << "the flood runs as another uid, which needs root";
   chmod(dir_.path().c_str(), 0755);  // the other uid reaches the socket (the data stays 0700)
-  Start({"--frame-timeout", "2"});
-  ExpectServes();
+  ASSERT_NO_FATAL_FAILURE(Start({"--frame-timeout", "2"}));
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
   const size_t rss_before = testing::ResidentBytes(daemon_->pid());
   int ready[2], go[2], report[2];
   ASSERT_EQ(pipe(ready), 0);
@@ -184,7 +184,7 @@ TEST_F(PeersTest, OneUidCannotExhaustMemory) {
   ASSERT_EQ(read(ready[0], &c, 1), 1);
   // The most resident memory seen while the flood's connections are open.
   size_t rss_flooded = testing::ResidentBytes(daemon_->pid());
-  ExpectServes();  // this uid (root) is served while the other one floods
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());  // this uid (root) is served while the other one floods
   rss_flooded = std::max(rss_flooded, testing::ResidentBytes(daemon_->pid()));
   ASSERT_EQ(write(go[1], &c, 1), 1);
   int counts[3] = {};
@@ -203,14 +203,14 @@ TEST_F(PeersTest, OneUidCannotExhaustMemory) {
   EXPECT_EQ(counts[0], 1000 - 16);
   EXPECT_EQ(counts[1], 4);
   EXPECT_EQ(counts[2], 12);
-  ExpectServes();
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 6: a started frame or request must finish, and an idle HTTP connection is closed, so a
 // peer cannot hold a connection half-open for ever.
 TEST_F(PeersTest, StalledFramesAndIdleHttpConnectionsAreClosed) {
-  Start({"--frame-timeout", "1", "--http-request-timeout", "1", "--http-idle-timeout", "1"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--frame-timeout", "1", "--http-request-timeout", "1", "--http-idle-timeout", "1"}));
   const int frame = testing::RawConnect(daemon_->socket());
   ReadTimeout(frame, 30);
   SendAll(frame, std::string("\x40\x00\x00\x00{\"ty", 8));  // 64 bytes announced, 4 sent
@@ -235,15 +235,15 @@ TEST_F(PeersTest, StalledFramesAndIdleHttpConnectionsAreClosed) {
   EXPECT_EQ(std::string(buf, static_cast<size_t>(n)).rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_EQ(read(idle, buf, sizeof(buf)), 0);  // then the daemon closes it (our read waits 30 s)
   close(idle);
-  ExpectServes();
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 5: conversations were readable by every local user (data dir 0755, files 0644) and app
 // tokens showed in ps.
 TEST_F(PeersTest, DataIsPrivateAndTokensStayOutOfTheCommandLine) {
-  Start();
-  ExpectServes();
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
   ASSERT_EQ(daemon_->Terminate(), 0) << daemon_->Log();
   const std::string data = dir_.File("data");
   auto mode = [](const std::string& path) {
@@ -280,23 +280,23 @@ TEST_F(PeersTest, DataIsPrivateAndTokensStayOutOfTheCommandLine) {
   EXPECT_NE(log.find("chmod 600 " + tokens), std::string::npos) << log;
   // From the environment, a token works.
   setenv("LLMS_APP_TOKENS", "notes=sk-from-env", 1);
-  Start({"--http", "127.0.0.1:0"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--http", "127.0.0.1:0"}));
   unsetenv("LLMS_APP_TOKENS");
   const int port = daemon_->HttpPort();
   auto [rc, out] = testing::RunCommand(
       "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + std::to_string(port) +
       "/v1/models -H 'Authorization: Bearer sk-from-env'");
   EXPECT_EQ(out, "200");
-  ExpectServes();
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 9: /metrics answered any local user with every app's activity; HEAD /health got 401.
 TEST_F(PeersTest, MetricsAreForTheDaemonsUserAndHeadHealthAnswers) {
   ASSERT_EQ(geteuid(), 0u) << "the other user's request runs as another uid, which needs root";
   chmod(dir_.path().c_str(), 0755);  // the other uid reaches the socket (the data stays 0700)
-  Start();
-  ExpectServes();
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(ExpectServes());
   auto [status, body] = testing::CurlUnix(daemon_->socket(), "/metrics");
   EXPECT_EQ(status, 200);
   EXPECT_NE(body.find("llms_calls_total{outcome=\"ok\"} 1"), std::string::npos) << body;
@@ -307,7 +307,7 @@ TEST_F(PeersTest, MetricsAreForTheDaemonsUserAndHeadHealthAnswers) {
   EXPECT_EQ(out, "403");
   std::tie(status, body) = testing::CurlUnix(daemon_->socket(), "/health", "", "-I");
   EXPECT_EQ(status, 200) << body;
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ TEST_F(StateTest, OnAFullDiskEveryDoneCallIsDurableAndTheRestSayWhy) {
     std::string path;
     ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
   } unmount{mnt};
-  Start({"--data-dir", mnt + "/data", "--budget-mib", "1"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--data-dir", mnt + "/data", "--budget-mib", "1"}));
   {  // Leave 512 KiB free: some dozens of calls' text and chunks.
     std::ofstream filler(mnt + "/filler", std::ios::binary);
     const std::string block(4096, 'x');
@@ -98,7 +98,7 @@ TEST_F(StateTest, OnAFullDiskEveryDoneCallIsDurableAndTheRestSayWhy) {
     EXPECT_NE(e.find("full"), std::string::npos) << e;  // names the cause
     EXPECT_NE(e.find("the context is back where the call began"), std::string::npos) << e;
   }
-  ExpectDoneCallsSurviveARestart();  // starts on the full disk
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());  // starts on the full disk
   const uint64_t before = FreeBytes(mnt);
   ASSERT_OK(client_->DeleteContext(contexts[0]));
   ledger_.erase(contexts[0]);
@@ -108,14 +108,14 @@ TEST_F(StateTest, OnAFullDiskEveryDoneCallIsDurableAndTheRestSayWhy) {
   EXPECT_GT(FreeBytes(mnt), before);
   std::filesystem::remove(mnt + "/filler");
   ASSERT_OK(Call(contexts[1], " The end", 8));
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 4 and the damaged-chunk part of item 9: one damaged row stopped the daemon for every app
 // (error="stoull"), and chunks found damaged were recomputed without a trace.
 TEST_F(StateTest, DamagedRowsAreSetAsideAndDamagedChunksReported) {
   // Load-then-run reads every chunk that has a current copy, so the damaged one is read.
-  Start({"--policy", "llms-no-pipeline"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--policy", "llms-no-pipeline"}));
   std::vector<uint64_t> ids;
   for (int i = 0; i < 3; ++i) {
     ids.push_back(*client_->NewContext());
@@ -137,7 +137,7 @@ TEST_F(StateTest, DamagedRowsAreSetAsideAndDamagedChunksReported) {
     data.seekp(offset + 10);
     data.put('\x5a').put('\xa5');
   }
-  Start(args_);
+  ASSERT_NO_FATAL_FAILURE(Start(args_));
   const std::string log = daemon_->Log();
   for (int i = 0; i < 2; ++i) {
     EXPECT_NE(log.find("event=context_damaged context=" + std::to_string(ids[i])),
@@ -162,13 +162,13 @@ TEST_F(StateTest, DamagedRowsAreSetAsideAndDamagedChunksReported) {
   for (int i = 0; i < 2; ++i) ASSERT_OK(client_->DeleteContext(ids[i]));
   ledger_.erase(ids[0]);
   ledger_.erase(ids[1]);
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 7: every new conversation and every failed request left a context behind, there was no
 // HTTP route to delete one, and at --max-contexts every later conversation got 429 for good.
 TEST_F(StateTest, HttpAppsNeverLockThemselvesOut) {
-  Start({"--max-contexts", "3", "--context-window", "128"});
+  ASSERT_NO_FATAL_FAILURE(Start({"--max-contexts", "3", "--context-window", "128"}));
   for (int i = 0; i < 6; ++i) {
     auto [status, body] =
         Chat(R"([{"role":"user","content":"Story )" + std::to_string(i) + R"("}])",
@@ -206,7 +206,7 @@ TEST_F(StateTest, HttpAppsNeverLockThemselvesOut) {
   // Native contexts are the app's own state: they are never retired.
   ASSERT_OK(client_->NewContext());
   EXPECT_EQ(client_->NewContext().status().code(), StatusCode::kResourceExhausted);
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
   std::tie(status, body) =
       Chat(R"([{"role":"user","content":"After the restart"}])", R"(,"max_tokens":4)");
   EXPECT_EQ(status, 200) << body.dump();
@@ -215,7 +215,7 @@ TEST_F(StateTest, HttpAppsNeverLockThemselvesOut) {
 // Item 8: usage.prompt_tokens counted only the new tokens; OpenAI counts the whole prompt and
 // the part served from a cache as prompt_tokens_details.cached_tokens.
 TEST_F(StateTest, UsageCountsTheWholePromptAndTheCachedPart) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   const std::string first = R"([{"role":"user","content":"Tell me about the cat."}])";
   auto [status, one] = Chat(first, R"(,"max_tokens":12,"temperature":0)");
   ASSERT_EQ(status, 200) << one.dump();
@@ -231,14 +231,14 @@ TEST_F(StateTest, UsageCountsTheWholePromptAndTheCachedPart) {
   EXPECT_GT(two["usage"]["prompt_tokens"].get<size_t>(), cached);
   EXPECT_EQ(two["usage"]["total_tokens"].get<size_t>(),
             two["usage"]["prompt_tokens"].get<size_t>() + 6);
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 // Item 9: an exactly repeated conversation after a zero-token reply got "400 empty prompt"
 // every time; a cancel for an id not running poisoned the next call with that id, and a cancel
 // from another connection replied "cancelled" but did nothing.
 TEST_F(StateTest, RepeatsAndCancelsBehave) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   const std::string chat = R"([{"role":"user","content":"Once upon a time"}])";
   auto [status, zero] = Chat(chat, R"(,"max_tokens":0)");
   ASSERT_EQ(status, 200) << zero.dump();
@@ -278,7 +278,7 @@ TEST_F(StateTest, RepeatsAndCancelsBehave) {
   Record(context, m["usage"]);
   close(fd);
   close(other);
-  ExpectDoneCallsSurviveARestart();
+  ASSERT_NO_FATAL_FAILURE(ExpectDoneCallsSurviveARestart());
 }
 
 }  // namespace
