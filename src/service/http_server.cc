@@ -3,11 +3,15 @@
 #include <atomic>
 // GCC 12 at -O2 with sanitizers reports a maybe-uninitialized boost::optional inside Beast's
 // parser (a known false positive of that pairing); it is Beast's code, not ours.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
