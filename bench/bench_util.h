@@ -1,17 +1,12 @@
-// Small helpers shared by the benchmarks: a monotonic stopwatch and medians.
+// Small helpers shared by the benchmarks: medians (time comes from base/clock.h's Stopwatch).
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <vector>
 
+#include "base/clock.h"
+
 namespace llms::bench {
-
-using Clock = std::chrono::steady_clock;
-
-inline double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
 
 // The median of `v` (the upper one for an even count). REQUIRES: v is not empty.
 inline double Median(std::vector<double> v) {

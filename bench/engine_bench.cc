@@ -1,7 +1,6 @@
 #include "bench/engine_bench.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -17,9 +16,7 @@
 namespace llms {
 namespace {
 
-using bench::Clock;
 using bench::Median;
-using bench::Seconds;
 
 std::string DefaultSynthDir() {
   if (const char* dir = std::getenv("LLMS_SYNTH_DIR"); dir != nullptr && *dir) return dir;
@@ -73,9 +70,9 @@ StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size
   // Prefill: one pass over a fresh prompt.
   auto tokens = PromptTokens(o.prefill_tokens, vocab);
   auto cache = engine->NewCache();
-  auto start = Clock::now();
+  Stopwatch start;
   LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
-  const double prefill = Seconds(start);
+  const double prefill = start.Seconds();
   // Decode: after a `context`-token prompt, one token per pass.
   tokens = PromptTokens(context, vocab);
   cache = engine->NewCache();
@@ -84,12 +81,12 @@ StatusOr<Measured> MeasureOnce(Engine* engine, const EngineBenchOptions& o, size
     LLMS_RETURN_IF_ERROR(cache->chunk(c)->ConvertTo(kv));
   }
   engine->ResetCounters();
-  start = Clock::now();
+  start.Restart();
   for (size_t i = 0; i < o.decode_tokens; ++i) {
     tokens.push_back(static_cast<int32_t>(3 + (i * 31) % (vocab - 3)));
     LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), tokens, {}, &logits));
   }
-  const double decode = Seconds(start);
+  const double decode = start.Seconds();
   return Measured{
       static_cast<double>(o.prefill_tokens) / prefill,
       static_cast<double>(o.decode_tokens) / decode, engine->counters().attention_seconds / decode,
@@ -105,13 +102,13 @@ double MeasureReadBandwidth(int threads, size_t bytes) {
   std::vector<float> sinks(static_cast<size_t>(threads) * 16);  // one cache line each
   double best = 0;
   for (int pass = 0; pass < 5; ++pass) {
-    const auto start = Clock::now();
+    Stopwatch start;
     pool.Run(static_cast<size_t>(threads), [&](size_t task, int) {
       const size_t begin = n * task / static_cast<size_t>(threads);
       const size_t end = n * (task + 1) / static_cast<size_t>(threads);
       sinks[task * 16] = SumFloats(buffer.data() + begin, end - begin);
     });
-    best = std::max(best, static_cast<double>(n * sizeof(float)) / Seconds(start) / 1e9);
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / start.Seconds() / 1e9);
   }
   return best;
 }

@@ -1,7 +1,6 @@
 #include "bench/restore_bench.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,9 +12,7 @@
 namespace llms {
 namespace {
 
-using bench::Clock;
 using bench::Median;
-using bench::Seconds;
 
 // Seconds to read every layer of every stored chunk of `context` with the store's layer-wise
 // batched reads, as the pipelined restore issues them (many small requests).
@@ -24,13 +21,13 @@ StatusOr<double> LayerReadSeconds(ChunkStore* store, uint64_t context) {
   if (metas.empty()) return Status::NotFound("no stored chunks to read");
   std::vector<std::vector<uint8_t>> buffers;
   for (const ChunkMeta& m : metas) buffers.emplace_back(m.layer_bytes);
-  const auto start = Clock::now();
+  Stopwatch start;
   for (uint32_t l = 0; l < metas[0].num_layers; ++l) {
     std::vector<ChunkStore::LayerRead> reads;
     for (size_t i = 0; i < metas.size(); ++i) reads.push_back({&metas[i], l, buffers[i], {}});
     LLMS_RETURN_IF_ERROR(store->ReadLayers(reads));
   }
-  return Seconds(start);
+  return start.Seconds();
 }
 
 // The disk's bandwidth on the very bytes a restore of `context` reads: the file range of
@@ -54,9 +51,9 @@ StatusOr<double> RangeReadBandwidth(ChunkStore* store, uint64_t context) {
   for (uint64_t at = lo; at < hi; at += kRequest) {
     requests.push_back({at, buf.span().subspan(at - lo, std::min(kRequest, hi - at)), 0, {}});
   }
-  const auto start = Clock::now();
+  Stopwatch start;
   LLMS_RETURN_IF_ERROR(ring->Read(file->NativeHandleOrMinusOne(), path.c_str(), requests));
-  const double seconds = Seconds(start);
+  const double seconds = start.Seconds();
   for (const auto& r : requests) LLMS_RETURN_IF_ERROR(r.status);
   return static_cast<double>(hi - lo) / seconds;
 }
@@ -100,9 +97,9 @@ Status RunRestoreBench(const RestoreBenchOptions& o) {
   GenerateOptions g;
   g.max_tokens = 0;
   std::fprintf(stderr, "prefilling %zu tokens...\n", text.size());
-  auto start = Clock::now();
+  Stopwatch start;
   LLMS_RETURN_IF_ERROR(manager->Call("bench", id, text, g, nullptr).status());
-  const double prefill = Seconds(start);
+  const double prefill = start.Seconds();
   LLMS_RETURN_IF_ERROR(manager->Flush());
   LLMS_ASSIGN_OR_RETURN(ContextInfo info, manager->GetContextInfo("bench", id));
   std::printf(

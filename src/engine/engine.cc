@@ -1,10 +1,10 @@
 #include "engine/engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <string>
 
+#include "base/clock.h"
 #include "kernels/attention.h"
 #include "kernels/kv_quant.h"
 #include "kernels/matmul.h"
@@ -12,10 +12,6 @@
 
 namespace llms {
 namespace {
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
 
 template <typename T>
 void Grow(std::vector<T>* v, size_t n) {
@@ -133,7 +129,7 @@ Status Engine::CheckLayerPresent(const KvCache& cache, size_t layer, size_t tota
 
 Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
                        const ForwardOptions& options, std::vector<float>* logits) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch pass;
   std::vector<Row> rows;
   LLMS_RETURN_IF_ERROR(PlanRows(*cache, tokens, options, &rows));
   if (rows.empty()) return Status::InvalidArgument("nothing to compute: no new tokens");
@@ -172,7 +168,7 @@ Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
   }
   if (stats) AddStats(cache, rows);
   Logits(rows, options.logits, logits);
-  counters_.forward_seconds += Seconds(start);
+  counters_.forward_seconds += pass.Seconds();
   ++counters_.passes;
   return Status::Ok();
 }
@@ -196,9 +192,9 @@ void Engine::Layer(KvCache* cache, size_t l, const std::vector<Row>& rows, bool 
     Rope(&k_[i * c.kv_width()], c.n_kv_heads, c.head_dim, pos, rope_freq_.data());
   }
   StoreKv(cache, l, rows);
-  const auto attention_start = std::chrono::steady_clock::now();
+  const Stopwatch attention;
   Attention(cache, l, rows, stats);
-  counters_.attention_seconds += Seconds(attention_start);
+  counters_.attention_seconds += attention.Seconds();
   MatMul(w.wo, att_.data(), n, xb_.data(), pool);
   for (size_t i = 0; i < n * c.dim; ++i) x_[i] += xb_[i];
 

@@ -1,19 +1,13 @@
 #include "engine/generate.h"
 
 #include <algorithm>
-#include <chrono>
 #include <optional>
 
+#include "base/clock.h"
 #include "model/tokenizer.h"
 
 namespace llms {
-namespace {
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string StopMatcher::Push(std::string_view text, bool* stopped) {
   pending_ += text;
@@ -77,7 +71,7 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
     return Status::InvalidArgument("empty prompt on a context with nothing pending");
   }
   result.prompt_tokens = context_tokens->size() - cache->num_tokens();
-  auto start = std::chrono::steady_clock::now();
+  Stopwatch timer;
   ForwardOptions prefill = options.prefill;
   prefill.logits = options.return_prompt_logits ? LogitsMode::kAll : LogitsMode::kLast;
   Status s = engine->Forward(cache, *context_tokens, prefill, &logits);
@@ -90,8 +84,8 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
     result.prompt_logits = logits;
     logits.erase(logits.begin(), logits.end() - static_cast<std::ptrdiff_t>(vocab));
   }
-  result.prefill_seconds = SecondsSince(start);
-  start = std::chrono::steady_clock::now();
+  result.prefill_seconds = timer.Seconds();
+  timer.Restart();
 
   auto emit = [&](const std::string& text) {
     result.text += text;
@@ -131,7 +125,7 @@ StatusOr<GenerateResult> Generate(Engine* engine, KvCache* cache,
     emit(matcher.Push(decoder.Flush(), &stopped));
     emit(matcher.Flush());
   }
-  result.decode_seconds = SecondsSince(start);
+  result.decode_seconds = timer.Seconds();
   return result;
 }
 

@@ -1,23 +1,17 @@
 #include "eval/replay.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <memory>
 
+#include "base/clock.h"
 #include "engine/generate.h"
 #include "memory/policy.h"
 #include "store/chunk_store.h"
 
 namespace llms {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // Greedy and never stopping early: every system generates the same number of tokens, so the
 // contexts grow alike and the same trace means the same work.
@@ -225,13 +219,13 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
     r.arrival_seconds = call.arrival_seconds;
     r.start_seconds = std::max(clock, call.arrival_seconds);
     r.context_tokens = lengths[call.context];
-    const auto start = Clock::now();
+    const Stopwatch wall;
     StatusOr<CallResult> out = runner->Call(ids[call.context], call);
     if (!out.ok()) {
       return out.status().WithContext(o.system + ": call " + std::to_string(i) + " (context " +
                                       std::to_string(call.context) + ")");
     }
-    r.wall_seconds = Since(start);
+    r.wall_seconds = wall.Seconds();
     clock = r.start_seconds + r.wall_seconds;
     r.stats = out->stats;
     r.generated = out->generation.tokens.size();

@@ -1,20 +1,14 @@
 #include "memory/cost_model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 
+#include "base/clock.h"
 #include "engine/engine.h"
 #include "store/chunk_store.h"
 
 namespace llms {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
 
 // Seconds of one pass computing `rows` new tokens after a `prefix`-token context.
 StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
@@ -29,9 +23,9 @@ StatusOr<double> TimePass(Engine* engine, size_t prefix, size_t rows) {
   const std::span<const int32_t> all(tokens);
   if (prefix > 0)
     LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all.first(prefix), options, &logits));
-  const auto start = Clock::now();
+  const Stopwatch pass;
   LLMS_RETURN_IF_ERROR(engine->Forward(cache.get(), all, options, &logits));
-  return Seconds(start);
+  return pass.Seconds();
 }
 
 // Writes `chunks` scratch chunks of `layer_bytes` per layer to context `scratch`.
@@ -59,12 +53,12 @@ StatusOr<double> TimeLayerReads(ChunkStore* store, const std::vector<ChunkMeta>&
   std::vector<std::vector<uint8_t>> out(metas.size(), std::vector<uint8_t>(metas[0].layer_bytes));
   std::vector<ChunkStore::LayerRead> reads;
   for (size_t c = 0; c < metas.size(); ++c) reads.push_back({&metas[c], 0, out[c], {}});
-  const auto start = Clock::now();
+  const Stopwatch reading;
   for (size_t l = 0; l < layers; ++l) {
     for (auto& r : reads) r.layer = static_cast<uint32_t>(l);
     LLMS_RETURN_IF_ERROR(store->ReadLayers(reads));
   }
-  return Seconds(start) / static_cast<double>(layers * metas.size());
+  return reading.Seconds() / static_cast<double>(layers * metas.size());
 }
 
 // Times reading `metas` whole in merged requests, as a bulk restore does; seconds per byte.
@@ -77,9 +71,9 @@ StatusOr<double> TimeChunkReads(ChunkStore* store, const std::vector<ChunkMeta>&
     reads.push_back({&metas[c], out[c], {}});
     bytes += metas[c].data_bytes();
   }
-  const auto start = Clock::now();
+  const Stopwatch reading;
   LLMS_RETURN_IF_ERROR(store->ReadChunks(reads));
-  return Seconds(start) / static_cast<double>(bytes);
+  return reading.Seconds() / static_cast<double>(bytes);
 }
 
 // Sets layer-wise read time = bytes * b + requests * r from the seconds per layer read of slices

@@ -3,7 +3,6 @@
 #include "memory/kv_manager.h"
 
 #include <algorithm>
-#include <chrono>
 #include <string>
 
 #include "memory/kv_manager_internal.h"
@@ -11,12 +10,6 @@
 
 namespace llms {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
 
 bool Coarser(KvLevel a, KvLevel b) { return KvLevelBits(a) < KvLevelBits(b); }
 
@@ -201,7 +194,7 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
                                      const GenerateOptions& options,
                                      const std::function<bool(std::string_view)>& on_text,
                                      const CallSlice& slice) {
-  const auto start = Clock::now();
+  const Stopwatch start;
   Context* ctx = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -254,16 +247,16 @@ StatusOr<CallResult> KvManager::Call(const std::string& app, uint64_t id,
           std::lock_guard<std::mutex> lock(mu_);
           prefill_writes = call_write_seconds_ - writes_before;
         }
-        const auto wait_start = Clock::now();
+        const Stopwatch wait;
         std::unique_lock<std::mutex> lock(restore.mu);
         restore.cv.wait(lock, [&] { return restore.layers_done > layer; });
-        io_wait += Seconds(wait_start);
+        io_wait += wait.Seconds();
         if (!restore.status.ok()) return restore.status;
         for (size_t c : restore.load) ctx->cache->chunk(c)->set_layer_present(layer, true);
         return Status::Ok();
       };
     }
-    const double setup = Seconds(start);
+    const double setup = start.Seconds();
     const double setup_io = restore.io_start_seconds;
     double first_prefill = 0;
     StatusOr<GenerateResult> gen =

@@ -9,7 +9,6 @@
 // than one call at a time (the engine is single-stream; the service queues calls).
 #pragma once
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -22,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "base/thread_annotations.h"
 #include "engine/engine.h"
@@ -190,7 +190,7 @@ class KvManager : private KvChunkAllocator {
   WriteJob MakeWriteJob(const Context& ctx, size_t index) const;
 
   Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
-                        std::chrono::steady_clock::time_point call_start);
+                        const Stopwatch& call);
   void ReadWholeChunks(Context* ctx, Restore* restore);
   std::vector<size_t> PromptPieces(const Context& ctx, size_t prompt_size, size_t old_kv);
   StatusOr<GenerateResult> GenerateInPieces(Context* ctx, std::span<const int32_t> prompt,

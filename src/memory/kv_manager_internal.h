@@ -2,13 +2,13 @@
 // compression; kv_manager_io.cc: eviction, the background writer and the restore pipeline).
 #pragma once
 
-#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "memory/kv_manager.h"
 
 namespace llms {
@@ -82,10 +82,6 @@ inline void UnpackStats(const std::vector<uint8_t>& in, size_t tokens, std::vect
 
 inline size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
-inline int64_t UnixMillisNow() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+inline int64_t UnixMillisNow() { return Clock::Real()->UnixMillis(); }
 
 }  // namespace llms

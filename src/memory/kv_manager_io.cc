@@ -1,7 +1,6 @@
 // KvManager: eviction under the budget, the background writer (ahead-of-time swap-out) and the
 // restore pipeline (an I/O thread reading layer l+1 while the pass computes layer l).
 #include <algorithm>
-#include <chrono>
 #include <string>
 
 #include "memory/kv_manager.h"
@@ -9,8 +8,6 @@
 
 namespace llms {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Layers per read request of the restore pipeline: enough for kPipelineReadBytes (below that the
 // device is latency-bound: docs/store_format.md), at most all of them.
@@ -83,10 +80,9 @@ Status KvManager::WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std
   WriteJob job = MakeWriteJob(*ctx, index);
   const size_t bytes = job.bytes.size();
   lock->unlock();
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch writing;
   Status st = WriteJobNow(std::move(job));
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = writing.Seconds();
   lock->lock();
   call_write_seconds_ += seconds;
   if (st.ok()) call_bytes_written_ += bytes;
@@ -215,7 +211,7 @@ Status KvManager::TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunk
 // ---- Restore ------------------------------------------------------------------------------------
 
 Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
-                                 Clock::time_point call_start) {
+                                 const Stopwatch& call) {
   const KvLayout& layout = engine_->kv_layout();
   const size_t T = layout.chunk_tokens, kv = ctx->cache->num_tokens();
   const size_t layers = engine_->config().n_layers;
@@ -276,11 +272,11 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
     stats->bytes_read += restore->metas.back().data_bytes();
   }
   if (restore->load.empty()) return Status::Ok();
-  const auto start = Clock::now();
-  restore->io_start_seconds = std::chrono::duration<double>(start - call_start).count();
+  const Stopwatch io;
+  restore->io_start_seconds = call.Seconds();
   if (restore->bulk) {
     ReadWholeChunks(ctx, restore);
-    restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    restore->io_seconds = io.Seconds();
     return Status::Ok();
   }
   // Each step reads a group of layers of every chunk, one request per chunk, large enough for
@@ -313,7 +309,7 @@ Status KvManager::PrepareRestore(Context* ctx, size_t new_rows, Restore* restore
       read_group(l);
       restore->cv.notify_all();
     }
-    restore->io_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    restore->io_seconds = io.Seconds();
   });
   return Status::Ok();
 }

@@ -9,18 +9,19 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/clock.h"
+
 namespace llms {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+double Now() { return Clock::Real()->MonotonicSeconds(); }
 
 // Milliseconds until `deadline` for poll (-1: none), rounded up so a wait never ends early.
 int PollTimeout(Deadline deadline) {
   if (deadline == kNoDeadline) return -1;
-  const auto left = deadline - Clock::now();
-  if (left <= Clock::duration::zero()) return 0;
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1;
-  return static_cast<int>(std::min<int64_t>(ms, 1 << 30));
+  const double left = deadline - Now();
+  if (left <= 0) return 0;
+  return static_cast<int>(std::min(left * 1e3 + 1, double{1 << 30}));
 }
 
 // Sends what the socket takes now from the front of `outbox`. IOError when the peer is gone.
@@ -39,8 +40,7 @@ Status SendNow(int fd, std::string* outbox) {
 
 Deadline DeadlineIn(double seconds) {
   if (seconds <= 0 || seconds > 1e9) return kNoDeadline;
-  return Clock::now() +
-         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  return Now() + seconds;
 }
 
 StatusOr<std::shared_ptr<PeerConnection>> PeerConnection::Adopt(int fd, const PeerLimits& limits) {
@@ -165,7 +165,7 @@ StatusOr<size_t> PeerConnection::Read(std::span<char> out, Deadline deadline,
       }
     }
     if (n == 0 || fds[0].revents == 0) {
-      const auto now = Clock::now();
+      const double now = Now();
       if (stalled != kNoDeadline && now >= stalled) {
         return Status::IOError("the peer stopped reading replies for " +
                                std::to_string(static_cast<int>(limits_.write_timeout_seconds)) +
@@ -201,7 +201,7 @@ Status PeerConnection::Write(std::string_view bytes) {
     pollfd p{fd_, POLLOUT, 0};
     const int n = poll(&p, 1, PollTimeout(stalled));
     if (n < 0 && errno != EINTR) return Status::FromErrno("poll on a peer socket", errno);
-    if (n == 0 && Clock::now() >= stalled) {
+    if (n == 0 && Now() >= stalled) {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.clear();
       return Status::IOError("the peer stopped reading for " +

@@ -5,8 +5,8 @@
 // reading is dropped once its outbox is full.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -17,8 +17,9 @@
 
 namespace llms {
 
-using Deadline = std::chrono::steady_clock::time_point;
-inline constexpr Deadline kNoDeadline = Deadline::max();
+// A moment on Clock::Real()'s monotonic clock, in seconds.
+using Deadline = double;
+inline constexpr Deadline kNoDeadline = std::numeric_limits<double>::infinity();
 // `seconds` from now (a non-positive or huge value means no deadline).
 Deadline DeadlineIn(double seconds);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/clock.h"
 #include "service/call_request.h"
 #include "spdlog/spdlog.h"
 
@@ -108,7 +109,7 @@ void Service::Handle(const std::shared_ptr<Session>& session, const Json& reques
   } else if (type == "cancel") {
     reply = Cancel(session, request, &status);
   } else if (type == "create" || type == "call" || type == "delete") {
-    status = Enqueue(Job{session, request, std::chrono::steady_clock::now(), nullptr, nullptr});
+    status = Enqueue(Job{session, request, Clock::Real()->MonotonicSeconds(), nullptr, nullptr});
     if (status.ok()) return;  // the worker replies
   } else {
     status = Status::InvalidArgument("unknown message type '" + type +
@@ -131,7 +132,8 @@ void Service::HandlePlaced(const std::shared_ptr<Session>& session, uint64_t id,
   request["context"] = placed.context;
   request["prompt_tokens"] = Json::array();  // the worker's placement gives the prompt
   auto shared = std::make_shared<const PlacedCall>(std::move(placed));
-  Status status = Enqueue(Job{session, request, std::chrono::steady_clock::now(), shared, nullptr});
+  Status status =
+      Enqueue(Job{session, request, Clock::Real()->MonotonicSeconds(), shared, nullptr});
   if (!status.ok()) session->Send(wire::ErrorMessage(id, status));
 }
 
@@ -306,8 +308,7 @@ void Service::WorkerLoop() {
 void Service::Run(const Job& job) {
   const uint64_t rid = job.request.value("id", uint64_t{0});
   const std::string type = job.request.value("type", "");
-  const double waited =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - job.queued_at).count();
+  const double waited = Clock::Real()->MonotonicSeconds() - job.queued_at;
   Status status;
   Json reply;
   if (type == "call") return RunCallSlice(job);  // it checks cancellation and the queue time

@@ -120,7 +120,7 @@ class Service {
   struct Job {
     std::shared_ptr<Session> session;
     wire::Json request;
-    std::chrono::steady_clock::time_point queued_at;
+    double queued_at = 0;  // Clock::Real()->MonotonicSeconds() when it was queued
     std::shared_ptr<const PlacedCall> placed;  // an HTTP call, to place before it starts
     std::shared_ptr<CallProgress> progress;    // set once the call has started
   };

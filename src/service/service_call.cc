@@ -4,6 +4,7 @@
 // found it (and deletes a context the call itself created).
 #include <algorithm>
 
+#include "base/clock.h"
 #include "service/call_request.h"
 #include "service/openai.h"
 #include "service/service.h"
@@ -136,8 +137,7 @@ void Service::RunCallSlice(Job job) {
   const uint64_t rid = job.request.value("id", uint64_t{0});
   Session* session = job.session.get();
   if (job.progress == nullptr) {
-    const double waited =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - job.queued_at).count();
+    const double waited = Clock::Real()->MonotonicSeconds() - job.queued_at;
     if (session->cancelled(rid)) {
       return FinishCall(job, Status::Unavailable("cancelled before it started"), "");
     }

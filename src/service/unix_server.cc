@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <thread>
 
+#include "base/clock.h"
 #include "spdlog/spdlog.h"
 
 namespace llms {
@@ -39,11 +39,7 @@ void Refuse(int fd, const Status& why) {
   close(fd);
 }
 
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowSeconds() { return static_cast<int64_t>(Clock::Real()->MonotonicSeconds()); }
 
 }  // namespace
 

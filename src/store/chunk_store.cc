@@ -3,11 +3,11 @@
 #include "store/chunk_store.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <set>
 #include <utility>
 
+#include "base/clock.h"
 #include "store/chunk_store_internal.h"
 #include "store/meta_db.h"
 #include "store/store_format.h"
@@ -17,11 +17,7 @@ namespace fmt = store_format;
 
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return Clock::Real()->UnixMillis(); }
 
 std::string Join(const std::string& dir, const char* name) { return dir + "/" + name; }
 

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +10,7 @@
 #include <memory>
 #include <sstream>
 
+#include "base/clock.h"
 #include "eval/accuracy.h"
 #include "eval/replay.h"
 #include "eval/trace.h"
@@ -22,21 +22,16 @@
 namespace llms::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 // A progress bar on stderr over work units (prompt tokens of every planned call), with the
 // elapsed time and a linear estimate of what is left.
 class ProgressBar {
  public:
-  explicit ProgressBar(double total) : total_(total), start_(Clock::now()) {}
+  explicit ProgressBar(double total) : total_(total) {}
   void Add(double units, const std::string& label) {
     done_ += units;
     const double f = total_ > 0 ? std::min(1.0, done_ / total_) : 1.0;
     const int width = 30, filled = static_cast<int>(f * width);
-    const double elapsed = Since(start_);
+    const double elapsed = timer_.Seconds();
     const double left = f > 0.01 ? elapsed * (1 - f) / f : 0;
     std::fprintf(stderr, "\r[%s%s] %3.0f%% %4.0fs elapsed, ~%4.0fs left  %-44.44s",
                  std::string(static_cast<size_t>(filled), '#').c_str(),
@@ -48,7 +43,7 @@ class ProgressBar {
 
  private:
   double total_, done_ = 0;
-  Clock::time_point start_;
+  Stopwatch timer_;
 };
 
 StatusOr<std::string> ReadText(const std::string& path, size_t max_bytes) {
@@ -295,7 +290,7 @@ StatusOr<LoadedEval> LoadForEval(const ReportSettings& s, const std::string& pat
 }
 
 Status RunReport(ReportSettings s) {
-  const auto start = Clock::now();
+  const Stopwatch total;
   ReportData data;
   if (s.data_dir.empty()) {
     s.data_dir =
@@ -379,15 +374,15 @@ Status RunReport(ReportSettings s) {
   units += static_cast<double>(cases.size() * ao.turns * ao.stories);
   ProgressBar bar(units);
 
-  auto step = Clock::now();
+  Stopwatch step;
   ao.progress = [&](size_t, size_t) { bar.Add(1, "accuracy (stories260K)"); };
   LLMS_ASSIGN_OR_RETURN(data.accuracy, EvaluateAccuracy(small.engine.get(), stories, cases, ao));
-  data.step_seconds.emplace_back("accuracy, stories260K", Since(step));
+  data.step_seconds.emplace_back("accuracy, stories260K", step.Seconds());
   data.accuracy_stories = ao.stories;
   data.accuracy_turns = ao.turns;
   data.accuracy_turn_tokens = ao.turn_tokens;
   for (size_t i = 0; i < plans.size(); ++i) {
-    step = Clock::now();
+    step.Restart();
     if (plans[i].path == s.small_model) {
       data.main_model = plans[i].label;
       data.main_cost = small.cost;
@@ -398,10 +393,10 @@ Status RunReport(ReportSettings s) {
       (i == 0 ? data.main_cost : data.big_cost) = e.cost;
       LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], e.engine.get(), e.cost, &bar, &data));
     }
-    data.step_seconds.emplace_back("replay, " + plans[i].label, Since(step));
+    data.step_seconds.emplace_back("replay, " + plans[i].label, step.Seconds());
   }
   bar.Finish();
-  data.seconds = Since(start);
+  data.seconds = total.Seconds();
   return WriteReport(data);
 }
 
