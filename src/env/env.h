@@ -6,9 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -145,6 +147,13 @@ class Env {
   // Bytes available to this process on the file system holding `path`.
   virtual StatusOr<uint64_t> GetFreeSpace(const std::string& path);
 };
+
+// Writes `path` whole or not at all: `write` fills a temporary file beside it, which is synced,
+// renamed over `path`, and the directory synced (an Env without directories skips that). On any
+// failure the temporary file is removed, `path` is untouched, and the first error is returned.
+Status WriteFileAtomically(Env* env, const std::string& path,
+                           const std::function<Status(WritableFile*)>& write);
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view bytes);
 
 // A region over bytes held in memory (for tests and generated data).
 std::unique_ptr<ReadOnlyRegion> NewMemoryRegion(std::string bytes);

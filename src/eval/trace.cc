@@ -316,12 +316,7 @@ Status WriteTrace(Env* env, const std::string& path, const Trace& t) {
     out += "\n";
   }
   out += "end " + std::to_string(t.calls.size()) + "\n";
-  const std::string tmp = path + ".tmp";
-  LLMS_ASSIGN_OR_RETURN(auto file, env->NewWritableFile(tmp));
-  LLMS_RETURN_IF_ERROR(file->Append({reinterpret_cast<const uint8_t*>(out.data()), out.size()}));
-  LLMS_RETURN_IF_ERROR(file->Sync());
-  LLMS_RETURN_IF_ERROR(file->Close());
-  return env->RenameFile(tmp, path);
+  return WriteFileAtomically(env, path, out);
 }
 
 StatusOr<Trace> ReadTrace(Env* env, const std::string& path) {

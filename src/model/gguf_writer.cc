@@ -326,22 +326,9 @@ StatusOr<std::string> GgufWriter::WriteToString() const {
 
 Status GgufWriter::Write(Env* env, const std::string& path) const {
   LLMS_ASSIGN_OR_RETURN(const Plan plan, MakePlan());
-  const std::string tmp = path + ".tmp";
-  LLMS_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env->NewWritableFile(tmp));
-  Status s = Stream(plan, [&file](std::span<const uint8_t> b) { return file->Append(b); });
-  if (s.ok()) s = file->Sync();
-  if (s.ok()) s = file->Close();
-  if (s.ok()) s = env->RenameFile(tmp, path);
-  if (!s.ok()) {
-    (void)file->Close();  // may already be closed; the first error is the one to report
-    (void)env->RemoveFile(tmp);
-    return s;
-  }
-  // The rename is durable only once the directory is synced. An Env without directories (the
-  // default implementation answers Unavailable) has nothing to sync.
-  const size_t slash = path.find_last_of('/');
-  s = env->SyncDir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
-  return s.code() == StatusCode::kUnavailable ? Status::Ok() : s;
+  return WriteFileAtomically(env, path, [&](WritableFile* file) {
+    return Stream(plan, [file](std::span<const uint8_t> b) { return file->Append(b); });
+  });
 }
 
 }  // namespace llms

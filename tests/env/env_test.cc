@@ -163,6 +163,24 @@ TEST(EnvTest, Directories) {
   EXPECT_GT(*free_bytes, 0u);
 }
 
+// A file written atomically is whole or absent: a failed write leaves the old file and no
+// temporary file behind.
+TEST(EnvTest, WriteFileAtomicallyIsWholeOrNothing) {
+  TempDir dir;
+  FaultEnv env(Env::Default());
+  const std::string path = dir.File("f");
+  ASSERT_OK(WriteFileAtomically(&env, path, "first"));
+  env.SetWriteLimit(env.counters().bytes_written + 3);
+  EXPECT_EQ(WriteFileAtomically(&env, path, "second, longer").code(),
+            StatusCode::kResourceExhausted);
+  auto region = Env::Default()->MapFile(path);
+  ASSERT_OK(region);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>((*region)->bytes().data()),
+                        (*region)->bytes().size()),
+            "first");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
 // An Env written before the random-access methods existed still compiles and says no.
 class LegacyEnv final : public Env {
  public:
