@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "env/env.h"
-#include "kernels/weight_ref.h"
-#include "kernels/weight_types.h"
+#include "formats/weight_ref.h"
+#include "formats/weight_types.h"
 #include "model/gguf.h"
 #include "model/llama_model.h"
 #include "model/tokenizer.h"

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "env/env.h"
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 #include "model/gguf_writer.h"
 #include "model/llama_model.h"
 

@@ -5,8 +5,8 @@
 #include <string>
 
 #include "base/clock.h"
+#include "formats/kv_quant.h"
 #include "kernels/attention.h"
-#include "kernels/kv_quant.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "kernels/kv_quant.h"
+#include "formats/kv_quant.h"
 
 namespace llms {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "kernels/kv_format.h"
+#include "formats/kv_format.h"
 
 namespace llms {
 

@@ -10,11 +10,11 @@
 #include <cstring>
 #include <type_traits>
 
+#include "formats/float16.h"
+#include "formats/kv_quant.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/attention.h"
-#include "kernels/float16.h"
-#include "kernels/kv_quant.h"
 #include "kernels/ops-inl.h"
 
 HWY_BEFORE_NAMESPACE();

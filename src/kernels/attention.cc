@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/kv_quant.h"
+#include "formats/kv_quant.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "kernels/kv_format.h"
+#include "formats/kv_format.h"
 
 namespace llms {
 

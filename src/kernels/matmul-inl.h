@@ -13,11 +13,11 @@
 
 #include "base/check.h"
 #include "base/thread_pool.h"
+#include "formats/float16.h"
+#include "formats/weight_types.h"
 #include "hwy/highway.h"
-#include "kernels/float16.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_int8-inl.h"
-#include "kernels/weight_types.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace llms {

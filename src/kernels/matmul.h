@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "base/thread_pool.h"
-#include "kernels/weight_types.h"
+#include "formats/weight_types.h"
 
 namespace llms {
 

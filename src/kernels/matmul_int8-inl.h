@@ -28,10 +28,10 @@
 #include <cstring>
 #include <vector>
 
+#include "formats/float16.h"
+#include "formats/weight_types.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
-#include "kernels/float16.h"
-#include "kernels/weight_types.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace llms {

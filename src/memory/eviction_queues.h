@@ -11,7 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "engine/kv_cache.h"  // KvLevel
+#include "formats/kv_format.h"  // KvLevel
 #include "memory/policy.h"
 
 namespace llms {

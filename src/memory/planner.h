@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "engine/kv_cache.h"  // KvLevel
+#include "formats/kv_format.h"  // KvLevel
 
 namespace llms {
 

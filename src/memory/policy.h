@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/kv_cache.h"  // KvLevel
+#include "formats/kv_format.h"  // KvLevel
 
 namespace llms {
 

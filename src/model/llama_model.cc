@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 
 namespace llms {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "base/status.h"
 #include "env/env.h"
-#include "kernels/weight_types.h"
+#include "formats/weight_types.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
 

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "base/thread_pool.h"
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 #include "model/gguf_writer.h"
 
 namespace llms {

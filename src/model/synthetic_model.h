@@ -12,7 +12,7 @@
 
 #include "base/status.h"
 #include "env/env.h"
-#include "kernels/weight_types.h"
+#include "formats/weight_types.h"
 
 namespace llms {
 

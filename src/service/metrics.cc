@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "formats/kv_format.h"
+
 namespace llms {
 namespace {
 
@@ -59,7 +61,7 @@ void Metrics::RecordCall(const CallStats& stats, size_t prompt_tokens, size_t co
 
 std::string Metrics::Render(KvManager* manager, size_t queue_depth) const {
   size_t resident = 0, flash = 0, contexts = 0;
-  std::array<size_t, 4> per_level{};
+  std::array<size_t, kNumKvLevels> per_level{};
   for (const ContextInfo& info : manager->ListAllContexts()) {
     ++contexts;
     resident += info.resident_chunks;
@@ -97,10 +99,10 @@ std::string Metrics::Render(KvManager* manager, size_t queue_depth) const {
   out += Metric("llms_decode_seconds_total", "counter",
                 "time spent generating (generated tokens / this = tokens per second)",
                 "llms_decode_seconds_total " + Number(decode_seconds_) + "\n");
-  const char* levels[] = {"f16", "int8", "int4", "int2"};
   std::string by_level;
   for (size_t l = 0; l < per_level.size(); ++l) {
-    by_level += "llms_chunks_by_level{level=\"" + std::string(levels[l]) + "\"} " +
+    by_level += "llms_chunks_by_level{level=\"" +
+                std::string(KvLevelName(static_cast<KvLevel>(l))) + "\"} " +
                 std::to_string(per_level[l]) + "\n";
   }
   out += Metric("llms_chunks_by_level", "gauge", "KV chunks (resident or on flash) by level",

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/clock.h"
+#include "formats/kv_format.h"
 #include "service/call_request.h"
 #include "spdlog/spdlog.h"
 
@@ -13,9 +14,8 @@ using wire::Json;
 
 Json InfoJson(const ContextInfo& info) {
   Json levels = Json::object();
-  const char* names[] = {"f16", "int8", "int4", "int2"};
-  for (size_t l = 0; l < info.chunks_per_level.size() && l < 4; ++l) {
-    levels[names[l]] = info.chunks_per_level[l];
+  for (size_t l = 0; l < info.chunks_per_level.size() && l < kNumKvLevels; ++l) {
+    levels[KvLevelName(static_cast<KvLevel>(l))] = info.chunks_per_level[l];
   }
   Json out{{"context", info.id},
            {"origin", info.origin},

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "kernels/kv_quant.h"
+#include "formats/kv_quant.h"
 #include "testutil/testutil.h"
 
 namespace llms {

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "formats/weight_ref.h"
+#include "formats/weight_types.h"
 #include "hwy/targets.h"
-#include "kernels/weight_ref.h"
-#include "kernels/weight_types.h"
 #include "testutil/testutil.h"
 
 namespace llms {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/llama_model.h"

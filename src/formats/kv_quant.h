@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/kv_format.h"
+#include "formats/kv_format.h"
 
 namespace llms {
 

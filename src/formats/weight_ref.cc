@@ -1,4 +1,4 @@
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base/check.h"
-#include "kernels/float16.h"
+#include "formats/float16.h"
 
 namespace llms {
 namespace {

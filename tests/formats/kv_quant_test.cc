@@ -1,12 +1,12 @@
 // KV slice encodings: layout sizes, bit packing, and round-trip error per level against the
 // bound the level's step size allows.
-#include "kernels/kv_quant.h"
+#include "formats/kv_quant.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "kernels/float16.h"
+#include "formats/float16.h"
 #include "testutil/testutil.h"
 
 namespace llms {

@@ -1,4 +1,4 @@
-#include "kernels/weight_types.h"
+#include "formats/weight_types.h"
 
 namespace llms {
 

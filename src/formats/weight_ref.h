@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/weight_types.h"
+#include "formats/weight_types.h"
 
 namespace llms {
 

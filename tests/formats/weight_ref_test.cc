@@ -1,14 +1,14 @@
 // Layout tests for the scalar references: hand-built blocks decode to the values ggml's layouts
 // define, and quantize -> dequantize round trips stay within per-type error bounds.
-#include "kernels/weight_ref.h"
+#include "formats/weight_ref.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "kernels/float16.h"
-#include "kernels/weight_types.h"
+#include "formats/float16.h"
+#include "formats/weight_types.h"
 #include "testutil/testutil.h"
 
 namespace llms {

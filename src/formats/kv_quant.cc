@@ -1,10 +1,10 @@
-#include "kernels/kv_quant.h"
+#include "formats/kv_quant.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "kernels/float16.h"
+#include "formats/float16.h"
 
 namespace llms {
 namespace {

@@ -1,4 +1,4 @@
-#include "kernels/kv_format.h"
+#include "formats/kv_format.h"
 
 namespace llms {
 
