@@ -5,24 +5,45 @@
 
 namespace llms {
 
+namespace {
+
+// The one table of status code names: as printed, and as sent on the wire (docs/protocol.md).
+struct CodeNames {
+  StatusCode code;
+  const char* name;
+  const char* wire;
+};
+constexpr CodeNames kCodeNames[] = {
+    {StatusCode::kOk, "OK", "ok"},
+    {StatusCode::kNotFound, "NotFound", "not_found"},
+    {StatusCode::kCorruption, "Corruption", "corruption"},
+    {StatusCode::kInvalidArgument, "InvalidArgument", "invalid_argument"},
+    {StatusCode::kIOError, "IOError", "io_error"},
+    {StatusCode::kResourceExhausted, "ResourceExhausted", "resource_exhausted"},
+    {StatusCode::kUnavailable, "Unavailable", "unavailable"},
+};
+
+}  // namespace
+
 const char* StatusCodeName(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk:
-      return "OK";
-    case StatusCode::kNotFound:
-      return "NotFound";
-    case StatusCode::kCorruption:
-      return "Corruption";
-    case StatusCode::kInvalidArgument:
-      return "InvalidArgument";
-    case StatusCode::kIOError:
-      return "IOError";
-    case StatusCode::kResourceExhausted:
-      return "ResourceExhausted";
-    case StatusCode::kUnavailable:
-      return "Unavailable";
+  for (const CodeNames& c : kCodeNames) {
+    if (c.code == code) return c.name;
   }
   return "Unknown";
+}
+
+const char* StatusCodeWireName(StatusCode code) {
+  for (const CodeNames& c : kCodeNames) {
+    if (c.code == code) return c.wire;
+  }
+  return "unknown";
+}
+
+std::optional<StatusCode> StatusCodeFromWireName(std::string_view name) {
+  for (const CodeNames& c : kCodeNames) {
+    if (name == c.wire) return c.code;
+  }
+  return std::nullopt;
 }
 
 Status Status::FromErrno(std::string_view context, int err) {

@@ -56,7 +56,11 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+// "NotFound", as ToString prints it.
 const char* StatusCodeName(StatusCode code);
+// "not_found", as the wire protocol sends it, and back (nullopt for an unknown name).
+const char* StatusCodeWireName(StatusCode code);
+std::optional<StatusCode> StatusCodeFromWireName(std::string_view name);
 
 // A value or the Status that explains why there is none.
 template <typename T>

@@ -62,7 +62,7 @@ extern "C" {
 int llms_bind(const char* socket_path, llms_handle** out) {
   if (out == nullptr) return NullArgument("out");
   return Guard([&]() -> int {
-    const std::string path = socket_path != nullptr ? socket_path : llms::DefaultSocketPath();
+    const std::string path = socket_path != nullptr ? socket_path : llms::wire::DefaultSocketPath();
     auto client = llms::Client::Connect(path);
     if (!client.ok()) return Fail(client.status());
     auto handle = std::make_unique<llms_handle>();

@@ -12,14 +12,6 @@ namespace llms {
 
 using wire::Json;
 
-std::string DefaultSocketPath() {
-  if (const char* env = std::getenv("LLMS_SOCKET"); env != nullptr && *env != '\0') return env;
-  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/llmsd.sock";
-  }
-  return "/run/llms/llmsd.sock";
-}
-
 Client::Client(Key, int fd) : fd_(fd) {}
 
 Client::~Client() { close(fd_); }

@@ -21,10 +21,6 @@
 
 namespace llms {
 
-// Where llmsd listens unless told otherwise: $LLMS_SOCKET, else $XDG_RUNTIME_DIR/llmsd.sock,
-// else /run/llms/llmsd.sock (the systemd unit's socket).
-std::string DefaultSocketPath();
-
 struct CallOptions {
   size_t max_tokens = 128;
   double temperature = 0.8;

@@ -5,23 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace llms::wire {
 namespace {
-
-struct CodeName {
-  StatusCode code;
-  const char* name;
-};
-constexpr CodeName kCodes[] = {
-    {StatusCode::kNotFound, "not_found"},
-    {StatusCode::kCorruption, "corruption"},
-    {StatusCode::kInvalidArgument, "invalid_argument"},
-    {StatusCode::kIOError, "io_error"},
-    {StatusCode::kResourceExhausted, "resource_exhausted"},
-    {StatusCode::kUnavailable, "unavailable"},
-};
 
 Status WriteAll(int fd, const uint8_t* data, size_t size) {
   while (size > 0) {
@@ -64,6 +52,14 @@ Status WrongType(const char* field, const char* expected, const Json& v) {
 }
 
 }  // namespace
+
+std::string DefaultSocketPath() {
+  if (const char* env = std::getenv("LLMS_SOCKET"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/llmsd.sock";
+  }
+  return "/run/llms/llmsd.sock";
+}
 
 std::string EncodeFrame(std::string_view payload) {
   const auto n = static_cast<uint32_t>(payload.size());
@@ -252,11 +248,10 @@ StatusOr<bool> GetBool(const Json& m, const char* field, bool fallback) {
 }
 
 Json ErrorMessage(uint64_t id, const Status& status) {
-  const char* code = "unknown";
-  for (const CodeName& c : kCodes) {
-    if (c.code == status.code()) code = c.name;
-  }
-  return Json{{"type", "error"}, {"id", id}, {"code", code}, {"message", status.message()}};
+  return Json{{"type", "error"},
+              {"id", id},
+              {"code", StatusCodeWireName(status.code())},
+              {"message", status.message()}};
 }
 
 std::string StringOr(const Json& m, const char* field, const std::string& fallback) {
@@ -274,9 +269,8 @@ uint64_t UintOr(const Json& m, const char* field, uint64_t fallback) {
 Status StatusFromError(const Json& message) {
   const std::string code = StringOr(message, "code", "unknown");
   const std::string text = StringOr(message, "message", "the daemon gave no message");
-  for (const CodeName& c : kCodes) {
-    if (code == c.name) return Status::FromCode(c.code, text);
-  }
+  const std::optional<StatusCode> known = StatusCodeFromWireName(code);
+  if (known && *known != StatusCode::kOk) return Status::FromCode(*known, text);
   return Status::IOError(code + ": " + text);
 }
 

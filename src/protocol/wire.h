@@ -18,6 +18,10 @@ namespace llms::wire {
 
 using Json = nlohmann::json;
 
+// Where llmsd listens unless told otherwise, for the daemon and its clients alike:
+// $LLMS_SOCKET, else $XDG_RUNTIME_DIR/llmsd.sock, else /run/llms/llmsd.sock (the systemd unit's).
+std::string DefaultSocketPath();
+
 // Bumped on any incompatible change; a hello with another version is refused.
 inline constexpr int kProtocolVersion = 1;
 // Default cap on one frame's payload, in both directions.

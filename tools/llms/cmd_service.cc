@@ -11,7 +11,7 @@ namespace llms::cli {
 namespace {
 
 struct ServiceFlags {
-  std::string socket = DefaultSocketPath();
+  std::string socket = wire::DefaultSocketPath();
   uint64_t context = 0;
   std::string text;  // prompt, or system prompt for `new`
   CallOptions call;

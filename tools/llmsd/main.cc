@@ -17,13 +17,12 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "client/client.h"
 #include "memory/kv_manager.h"
 #include "service/http_server.h"
 #include "service/service.h"
 #include "service/unix_server.h"
 #include "spdlog/spdlog.h"
-#include "tools/llms/commands.h"
+#include "tools/common/model_options.h"
 
 namespace llms {
 namespace {
@@ -59,7 +58,7 @@ std::string DefaultDataDir() {
 void AddOptions(CLI::App& app, DaemonOptions* o) {
   cli::AddModelOptions(&app, &o->model);
   o->data_dir = DefaultDataDir();
-  o->socket = DefaultSocketPath();
+  o->socket = wire::DefaultSocketPath();
   app.add_option("-d,--data-dir", o->data_dir, "where contexts and KV chunks are stored")
       ->capture_default_str();
   app.add_option("-s,--socket", o->socket,

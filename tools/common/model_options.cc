@@ -1,3 +1,5 @@
+#include "tools/common/model_options.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -5,8 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include "tools/llms/commands.h"
 
 namespace llms::cli {
 
