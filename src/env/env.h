@@ -140,12 +140,8 @@ class Env {
                                                                    bool direct_io);
   // Creates directory `path` (mode 0755). OK if it already exists as a directory.
   virtual Status CreateDir(const std::string& path);
-  // The names in directory `path`, without "." and "..", in no particular order.
-  virtual StatusOr<std::vector<std::string>> ListDir(const std::string& path);
   // Makes the entries of directory `path` durable (files created, renamed or removed in it).
   virtual Status SyncDir(const std::string& path);
-  // Bytes available to this process on the file system holding `path`.
-  virtual StatusOr<uint64_t> GetFreeSpace(const std::string& path);
 };
 
 // Writes `path` whole or not at all: `write` fills a temporary file beside it, which is synced,

@@ -1,10 +1,8 @@
 // The POSIX Env: mmap for reading, write(2)/fsync(2) for writing, pread/pwrite (optionally
 // O_DIRECT) for random access.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -258,21 +256,6 @@ class PosixEnv final : public Env {
     return Status::FromErrno("mkdir " + path, err);
   }
 
-  StatusOr<std::vector<std::string>> ListDir(const std::string& path) override {
-    DIR* dir = opendir(path.c_str());
-    if (dir == nullptr) return Status::FromErrno("opendir " + path, errno);
-    std::vector<std::string> names;
-    errno = 0;
-    while (const dirent* e = readdir(dir)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    const int err = errno;
-    closedir(dir);
-    if (err != 0) return Status::FromErrno("readdir " + path, err);
-    return names;
-  }
-
   Status SyncDir(const std::string& path) override {
     int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Status::FromErrno("open directory " + path, errno);
@@ -280,12 +263,6 @@ class PosixEnv final : public Env {
     if (fsync(fd) != 0) s = Status::FromErrno("fsync directory " + path, errno);
     close(fd);
     return s;
-  }
-
-  StatusOr<uint64_t> GetFreeSpace(const std::string& path) override {
-    struct statvfs st;
-    if (statvfs(path.c_str(), &st) != 0) return Status::FromErrno("statvfs " + path, errno);
-    return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
   }
 };
 
@@ -312,11 +289,7 @@ StatusOr<std::unique_ptr<RandomRWFile>> Env::OpenRandomRWFile(const std::string&
   return NotSupported("OpenRandomRWFile");
 }
 Status Env::CreateDir(const std::string&) { return NotSupported("CreateDir"); }
-StatusOr<std::vector<std::string>> Env::ListDir(const std::string&) {
-  return NotSupported("ListDir");
-}
 Status Env::SyncDir(const std::string&) { return NotSupported("SyncDir"); }
-StatusOr<uint64_t> Env::GetFreeSpace(const std::string&) { return NotSupported("GetFreeSpace"); }
 
 Env* Env::Default() {
   static PosixEnv env;

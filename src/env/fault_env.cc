@@ -250,17 +250,9 @@ StatusOr<std::unique_ptr<RandomRWFile>> FaultEnv::OpenRandomRWFile(const std::st
 
 Status FaultEnv::CreateDir(const std::string& path) { return base_->CreateDir(path); }
 
-StatusOr<std::vector<std::string>> FaultEnv::ListDir(const std::string& path) {
-  return base_->ListDir(path);
-}
-
 Status FaultEnv::SyncDir(const std::string& path) {
   LLMS_RETURN_IF_ERROR(ChargeSync("fsync directory " + path));
   return base_->SyncDir(path);
-}
-
-StatusOr<uint64_t> FaultEnv::GetFreeSpace(const std::string& path) {
-  return base_->GetFreeSpace(path);
 }
 
 }  // namespace llms

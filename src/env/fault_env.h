@@ -56,9 +56,7 @@ class FaultEnv final : public Env {
   StatusOr<std::unique_ptr<RandomRWFile>> OpenRandomRWFile(const std::string& path,
                                                            bool direct_io) override;
   Status CreateDir(const std::string& path) override;
-  StatusOr<std::vector<std::string>> ListDir(const std::string& path) override;
   Status SyncDir(const std::string& path) override;
-  StatusOr<uint64_t> GetFreeSpace(const std::string& path) override;
 
   struct PathState;  // unsynced writes of one path (fault_env.cc)
 

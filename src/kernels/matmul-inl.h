@@ -421,11 +421,6 @@ HWY_NOINLINE bool QuantizesActivationsImpl(WeightType type, size_t cols) {
   return UsesInt8Path(type, cols);
 }
 
-HWY_NOINLINE void MatVecImpl(const WeightMatrix& w, const float* HWY_RESTRICT x,
-                             float* HWY_RESTRICT y, ThreadPool* pool) {
-  MatMulImpl(w, x, 1, y, pool);
-}
-
 HWY_NOINLINE void DequantizeRowImpl(const WeightMatrix& w, size_t row, float* HWY_RESTRICT out) {
   LLMS_DCHECK(row < w.rows);
   WithWeightTraits(w.type, [&](auto traits) HWY_ATTR {

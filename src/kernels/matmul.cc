@@ -9,14 +9,9 @@
 #if HWY_ONCE
 namespace llms {
 
-HWY_EXPORT(MatVecImpl);
 HWY_EXPORT(MatMulImpl);
 HWY_EXPORT(DequantizeRowImpl);
 HWY_EXPORT(QuantizesActivationsImpl);
-
-void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool) {
-  HWY_DYNAMIC_DISPATCH(MatVecImpl)(w, x, y, pool);
-}
 
 void MatMul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatMulImpl)(w, x, n, y, pool);

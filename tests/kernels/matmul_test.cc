@@ -1,5 +1,5 @@
-// MatVec / MatMul / DequantizeRow against the scalar reference (weight_ref.h), for every weight
-// type and every SIMD target this CPU runs (STYLE rule 20).
+// MatMul (one token and many) / DequantizeRow against the scalar reference (weight_ref.h), for
+// every weight type and every SIMD target this CPU runs (STYLE rule 20).
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -120,11 +120,12 @@ class MatMulTest : public ::testing::TestWithParam<std::tuple<int64_t, WeightTyp
 };
 
 // Checks MatMul for every n in kTokens, with and without the pool, against the reference, and
-// that each output equals MatVec of the same token bit for bit.
+// that each output equals MatMul of the same token alone, bit for bit.
 void CheckMatrix(const TestMatrix& m, const std::vector<float>& x, ThreadPool* pool) {
   const size_t rows = m.view.rows, cols = m.view.cols;
   std::vector<float> matvec(kMaxTokens * rows);
-  for (size_t t = 0; t < kMaxTokens; ++t) MatVec(m.view, &x[t * cols], &matvec[t * rows], nullptr);
+  for (size_t t = 0; t < kMaxTokens; ++t)
+    MatMul(m.view, &x[t * cols], 1, &matvec[t * rows], nullptr);
   for (size_t t = 0; t < kMaxTokens; ++t) {
     for (size_t r = 0; r < rows; ++r) {
       ExpectMatchesReference(m, r, &x[t * cols], matvec[t * rows + r]);
@@ -141,8 +142,9 @@ void CheckMatrix(const TestMatrix& m, const std::vector<float>& x, ThreadPool* p
       }
     }
     std::vector<float> y(rows, -1.0f);
-    MatVec(m.view, x.data(), y.data(), pool);
-    for (size_t r = 0; r < rows; ++r) ASSERT_EQ(y[r], matvec[r]) << "pooled MatVec row " << r;
+    MatMul(m.view, x.data(), 1, y.data(), pool);
+    for (size_t r = 0; r < rows; ++r)
+      ASSERT_EQ(y[r], matvec[r]) << "pooled one-token MatMul row " << r;
   }
 }
 
@@ -185,7 +187,7 @@ TEST_P(MatMulTest, CancellingSums) {
     std::vector<float> x = testing::RandomFloats(cols, 6, -1.0f, 1.0f);
     for (size_t i = 0; i < cols; i += 7) x[i] *= 1e4f;
     std::vector<float> y(rows);
-    MatVec(m.view, x.data(), y.data(), nullptr);
+    MatMul(m.view, x.data(), 1, y.data(), nullptr);
     for (size_t r = 0; r < rows; ++r) {
       if (MatMulQuantizesActivations(type(), cols)) {
         ExpectMatchesReference(m, r, x.data(), y[r]);

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "store/chunk_store.h"
+#include "testutil/store_util.h"
 #include "testutil/testutil.h"
 
 namespace llms {
@@ -158,7 +159,7 @@ void Verify(ChunkStore* store, const std::vector<uint64_t>& ctxs, Model* model,
     ASSERT_EQ(m.num_layers, want.num_layers);
     ASSERT_EQ(m.layer_bytes, want.layer_bytes);
     std::vector<uint8_t> bytes(m.data_bytes());
-    ASSERT_OK(store->ReadChunk(m, bytes));
+    ASSERT_OK(testing::ReadChunk(store, m, bytes));
     ASSERT_EQ(bytes, testing::RandomBytes(m.data_bytes(), got));
   }
 }

@@ -66,7 +66,7 @@ TEST_F(RecoveryTest, FlippedByteAtEveryOffsetFailsOnlyItsLayer) {
   for (uint64_t at : offsets) {
     FlipByte(DataFile(), small.extent_offset + at);
     for (uint32_t l = 0; l < 3; ++l) {
-      const Status s = store->ReadLayer(small, l, out);
+      const Status s = testing::ReadLayer(store.get(), small, l, out);
       if (at / 300 == l) {
         ASSERT_EQ(s.code(), StatusCode::kCorruption) << "offset " << at;
         ASSERT_NE(s.message().find("layer " + std::to_string(l)), std::string::npos);
@@ -74,15 +74,15 @@ TEST_F(RecoveryTest, FlippedByteAtEveryOffsetFailsOnlyItsLayer) {
         ASSERT_OK(s);
       }
     }
-    EXPECT_EQ(store->ReadChunk(small, chunk).ok(), at >= 900) << "offset " << at;
+    EXPECT_EQ(testing::ReadChunk(store.get(), small, chunk).ok(), at >= 900) << "offset " << at;
     FlipByte(DataFile(), small.extent_offset + at);  // restore
   }
   // A layer that straddles blocks.
   std::vector<uint8_t> layer(5000);
   for (uint64_t at : {0, 4095, 4096, 4999, 5000, 8191, 8192, 9999}) {
     FlipByte(DataFile(), big.extent_offset + at);
-    EXPECT_EQ(store->ReadLayer(big, 0, layer).ok(), at >= 5000) << at;
-    EXPECT_EQ(store->ReadLayer(big, 1, layer).ok(), at < 5000) << at;
+    EXPECT_EQ(testing::ReadLayer(store.get(), big, 0, layer).ok(), at >= 5000) << at;
+    EXPECT_EQ(testing::ReadLayer(store.get(), big, 1, layer).ok(), at < 5000) << at;
     FlipByte(DataFile(), big.extent_offset + at);
   }
   EXPECT_GT(store->stats().checksum_failures, 900u);
@@ -126,8 +126,8 @@ TEST_F(RecoveryTest, VerifyOnOpenDropsDamagedChunks) {
     auto store = Open();  // without verification the damage shows on read
     EXPECT_TRUE(store->recovery().dropped.empty());
     std::vector<uint8_t> out(700);
-    EXPECT_EQ(store->ReadLayer(bad, 1, out).code(), StatusCode::kCorruption);
-    ASSERT_OK(store->ReadLayer(bad, 0, out));
+    EXPECT_EQ(testing::ReadLayer(store.get(), bad, 1, out).code(), StatusCode::kCorruption);
+    ASSERT_OK(testing::ReadLayer(store.get(), bad, 0, out));
   }
   auto store = Open(Env::Default(), {.verify_on_open = true});
   ASSERT_EQ(store->recovery().dropped.size(), 1u);
@@ -177,7 +177,7 @@ TEST_F(RecoveryTest, TruncatedDataFileDropsChunksPastTheEnd) {
   auto store = Open();
   ASSERT_EQ(truncate(DataFile().c_str(), 8192 + 100), 0);
   std::vector<uint8_t> out(4096);
-  const Status s = store->ReadLayer(chunks[1], 1, out);
+  const Status s = testing::ReadLayer(store.get(), chunks[1], 1, out);
   EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
   EXPECT_NE(s.message().find("short read"), std::string::npos) << s.message();
 }
@@ -326,7 +326,7 @@ TEST_F(RecoveryTest, FailedSyncThenPowerLossKeepsTheOldVersion) {
   env.DropUnsyncedData();  // the unsynced new version is gone, as after a power cut
   env.SetSyncFailure(false);
   store = Open(&env);
-  auto now = store->GetChunk(ctx, 0);
+  auto now = testing::GetChunk(store.get(), ctx, 0);
   ASSERT_OK(now);
   EXPECT_EQ(now->generation, v1.generation);
   ExpectChunk(store.get(), *now, Payload(m, 1));
@@ -346,7 +346,7 @@ TEST_F(RecoveryTest, CrashBetweenDataSyncAndCommitKeepsTheOldVersion) {
   store.reset();
   env.DropUnsyncedData();
   store = Open(&env);
-  ExpectChunk(store.get(), *store->GetChunk(ctx, 0), Payload(v1, 1));
+  ExpectChunk(store.get(), *testing::GetChunk(store.get(), ctx, 0), Payload(v1, 1));
   EXPECT_EQ(store->stats().data_file_bytes, v1.extent_length);
 }
 

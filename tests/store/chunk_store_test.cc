@@ -51,7 +51,7 @@ TEST_F(ChunkStoreTest, ContextsCrud) {
   ASSERT_OK(a);
   ASSERT_OK(b);
   EXPECT_NE(*a, *b);
-  auto rec = store->GetContext(*a);
+  auto rec = testing::GetContext(store.get(), *a);
   ASSERT_OK(rec);
   EXPECT_EQ(rec->app, "app.a");
   EXPECT_EQ(rec->tokens, tokens);
@@ -72,7 +72,7 @@ TEST_F(ChunkStoreTest, ContextsCrud) {
   EXPECT_EQ((*list)[1].origin, "native");
 
   ASSERT_OK(store->DeleteContext(*a));
-  EXPECT_EQ(store->GetContext(*a).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(testing::GetContext(store.get(), *a).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store->DeleteContext(*a).code(), StatusCode::kNotFound);
   EXPECT_EQ(store->UpdateContext(*a, tokens, 0).code(), StatusCode::kNotFound);
   EXPECT_EQ(store->ListChunks(*a).status().code(), StatusCode::kNotFound);
@@ -112,10 +112,10 @@ TEST_F(ChunkStoreTest, WriteReadListEveryLayer) {
     EXPECT_EQ(m.stats, (std::vector<uint8_t>{1, 2, 3, static_cast<uint8_t>(i)}));
     ExpectChunk(store.get(), m, payloads[i]);
   }
-  auto one = store->GetChunk(*ctx, 3);
+  auto one = testing::GetChunk(store.get(), *ctx, 3);
   ASSERT_OK(one);
   EXPECT_EQ(one->generation, (*chunks)[3].generation);
-  EXPECT_EQ(store->GetChunk(*ctx, 9).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(testing::GetChunk(store.get(), *ctx, 9).status().code(), StatusCode::kNotFound);
   const StoreStats s = store->stats();
   EXPECT_EQ(s.chunks, 5u);
   EXPECT_EQ(s.writes, 5u);
@@ -140,7 +140,7 @@ TEST_F(ChunkStoreTest, RewriteReusesTheOldExtent) {
   ExpectChunk(store.get(), other, Payload(other, 7));
   // Metadata of a replaced version no longer reads.
   std::vector<uint8_t> layer(first.layer_bytes);
-  EXPECT_EQ(store->ReadLayer(first, 0, layer).code(), StatusCode::kNotFound);
+  EXPECT_EQ(testing::ReadLayer(store.get(), first, 0, layer).code(), StatusCode::kNotFound);
 }
 
 TEST_F(ChunkStoreTest, DeletesReclaimSpace) {
@@ -162,7 +162,7 @@ TEST_F(ChunkStoreTest, DeletesReclaimSpace) {
   EXPECT_EQ(store->stats().data_file_bytes, full);  // holes reused first
   // Dropping the tail chunks shrinks the file.
   ASSERT_OK(store->DeleteContext(*b));
-  ASSERT_OK(store->TruncateContextChunks(*c, 4));
+  ASSERT_OK(store->UpdateContext(*c, {}, 0, /*drop_chunks_from=*/4));
   EXPECT_EQ(store->stats().data_file_bytes, 4u * 4 * 4096);
   ASSERT_OK(store->DeleteChunk(*c, 3));
   EXPECT_EQ(store->DeleteChunk(*c, 3).code(), StatusCode::kNotFound);
@@ -185,7 +185,7 @@ TEST_F(ChunkStoreTest, UpdateTokensCanDropChunksAtomically) {
   auto chunks = store->ListChunks(*ctx);
   ASSERT_OK(chunks);
   EXPECT_EQ(chunks->size(), 2u);
-  EXPECT_EQ(store->GetContext(*ctx)->tokens, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(testing::GetContext(store.get(), *ctx)->tokens, (std::vector<int32_t>{1, 2}));
 }
 
 TEST_F(ChunkStoreTest, ReopenSeesEverything) {
@@ -200,7 +200,7 @@ TEST_F(ChunkStoreTest, ReopenSeesEverything) {
   auto store = Open({.verify_on_open = true});
   EXPECT_TRUE(store->recovery().dropped.empty());
   EXPECT_EQ(store->recovery().verified_chunks, 6u);
-  EXPECT_EQ(store->GetContext(ctx)->tokens, (std::vector<int32_t>{5, 6}));
+  EXPECT_EQ(testing::GetContext(store.get(), ctx)->tokens, (std::vector<int32_t>{5, 6}));
   auto chunks = store->ListChunks(ctx);
   ASSERT_OK(chunks);
   ASSERT_EQ(chunks->size(), 6u);
@@ -231,10 +231,10 @@ TEST_F(ChunkStoreTest, BadArguments) {
   EXPECT_EQ(store->WriteChunk(m, bytes).status().code(), StatusCode::kNotFound);
   const ChunkMeta good = Write(store.get(), *ctx, 0, 1, 2, 100);
   std::vector<uint8_t> out(100);
-  EXPECT_EQ(store->ReadLayer(good, 2, out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::ReadLayer(store.get(), good, 2, out).code(), StatusCode::kInvalidArgument);
   std::vector<uint8_t> small(99);
-  EXPECT_EQ(store->ReadLayer(good, 0, small).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->ReadChunk(good, out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::ReadLayer(store.get(), good, 0, small).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::ReadChunk(store.get(), good, out).code(), StatusCode::kInvalidArgument);
   // A failed batch stores nothing and leaks no space.
   const ChunkMeta dup = Meta(*ctx, 5, 2, 100);
   const ChunkStore::ChunkWrite twice[] = {{dup, bytes}, {dup, bytes}};
@@ -411,7 +411,7 @@ TEST_F(ChunkStoreTest, ConcurrentWriterReaderDeleter) {
         if (!chunks.ok()) continue;
         for (const ChunkMeta& m : *chunks) {
           std::vector<uint8_t> out(m.data_bytes());
-          const Status s = store->ReadChunk(m, out);
+          const Status s = testing::ReadChunk(store.get(), m, out);
           if (s.code() == StatusCode::kCorruption) corrupt++;
           if (!s.ok()) continue;
           uint64_t seed = 0;

@@ -58,14 +58,45 @@ inline std::vector<uint8_t> Payload(const ChunkMeta& m, uint64_t seed) {
   return RandomBytes(m.data_bytes(), seed);
 }
 
+// One chunk or one layer read through the batch API (ReadChunks, ReadLayers): its status.
+inline Status ReadChunk(ChunkStore* store, const ChunkMeta& m, std::span<uint8_t> out) {
+  ChunkStore::ChunkRead read{&m, out, {}};
+  (void)store->ReadChunks(std::span<ChunkStore::ChunkRead>(&read, 1));
+  return read.status;
+}
+inline Status ReadLayer(ChunkStore* store, const ChunkMeta& m, uint32_t layer,
+                        std::span<uint8_t> out) {
+  ChunkStore::LayerRead read{&m, layer, out, {}};
+  (void)store->ReadLayers(std::span<ChunkStore::LayerRead>(&read, 1));
+  return read.status;
+}
+
+// The stored chunk `index` of context `ctx` (NotFound when it is not stored).
+inline StatusOr<ChunkMeta> GetChunk(ChunkStore* store, uint64_t ctx, uint32_t index) {
+  LLMS_ASSIGN_OR_RETURN(std::vector<ChunkMeta> chunks, store->ListChunks(ctx));
+  for (ChunkMeta& m : chunks) {
+    if (m.chunk_index == index) return std::move(m);
+  }
+  return Status::NotFound("chunk " + std::to_string(index) + " is not stored");
+}
+
+// The record of context `id` (NotFound when there is none).
+inline StatusOr<ContextRecord> GetContext(ChunkStore* store, uint64_t id) {
+  LLMS_ASSIGN_OR_RETURN(std::vector<ContextRecord> all, store->ListContexts());
+  for (ContextRecord& r : all) {
+    if (r.id == id) return std::move(r);
+  }
+  return Status::NotFound("context " + std::to_string(id) + " does not exist");
+}
+
 // Reads the whole chunk and each layer alone; both must equal `want`.
 inline void ExpectChunk(ChunkStore* store, const ChunkMeta& m, const std::vector<uint8_t>& want) {
   std::vector<uint8_t> got(m.data_bytes());
-  ASSERT_OK(store->ReadChunk(m, got));
+  ASSERT_OK(ReadChunk(store, m, got));
   EXPECT_EQ(got, want) << "context " << m.context_id << " chunk " << m.chunk_index;
   std::vector<uint8_t> layer(m.layer_bytes);
   for (uint32_t l = 0; l < m.num_layers; ++l) {
-    ASSERT_OK(store->ReadLayer(m, l, layer));
+    ASSERT_OK(ReadLayer(store, m, l, layer));
     EXPECT_TRUE(std::equal(layer.begin(), layer.end(), want.begin() + size_t{l} * m.layer_bytes))
         << "layer " << l;
   }
