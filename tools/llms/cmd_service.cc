@@ -101,8 +101,9 @@ int RunList(const ServiceFlags& f) {
   if (!contexts.ok()) return Fail("list", contexts.status());
   std::printf("%-8s %8s %8s %9s %7s\n", "context", "tokens", "chunks", "resident", "flash");
   for (const ContextSummary& c : *contexts) {
-    std::printf("%-8llu %8zu %8zu %9zu %7zu\n", static_cast<unsigned long long>(c.id), c.tokens,
-                c.chunks, c.resident_chunks, c.flash_chunks);
+    std::printf("%-8llu %8zu %8zu %9zu %7zu%s\n", static_cast<unsigned long long>(c.id), c.tokens,
+                c.chunks, c.resident_chunks, c.flash_chunks,
+                c.damaged.empty() ? "" : ("  damaged: " + c.damaged + " (delete it)").c_str());
   }
   return 0;
 }
