@@ -1,10 +1,8 @@
 // CostModel: how long recomputing and reading chunks takes on this device, measured at startup
-// (../shared/spec/LLMS.md §4), and the restore plan it implies: which missing chunks to read and
-// which to recompute so that the I/O thread and the compute finish together.
+// (../shared/spec/LLMS.md §4). The restore plan it implies is memory/restore_plan.h.
 #pragma once
 
 #include <cstddef>
-#include <vector>
 
 #include "base/status.h"
 
@@ -42,31 +40,5 @@ struct CostModel {
                                      const CostModel& defaults);
   static StatusOr<CostModel> Measure(Engine* engine, ChunkStore* store);  // with scratch writes
 };
-
-// A missing chunk as the restore planner sees it.
-struct MissingChunk {
-  size_t index = 0;       // chunk index in its context
-  size_t tokens = 0;      // positions it covers
-  size_t read_bytes = 0;  // its stored size (0: not on flash, must be recomputed)
-  size_t layers = 0;      // read requests of the pipeline (one per group of layers)
-};
-
-// Chooses the chunks to recompute (indices into `missing`, by chunk index) so that the time to
-// read the rest and the time to compute the recomputed rows plus `new_rows` are as balanced as
-// the chunk granularity allows, minimising their maximum. Chunks not on flash are always
-// recomputed. Prefers recomputing the chunks that are most expensive to read per token.
-std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
-                                  double mean_position, const CostModel& cost);
-
-// How a restore runs: either the pipeline (PlanRecompute's split, stored chunks read layer by
-// layer while the pass computes), or a bulk read (every stored chunk read whole in large merged
-// requests before the pass; only chunks not on flash are recomputed), whichever the cost model
-// says finishes first. Large requests reach the device's bandwidth, layer slices do not.
-struct RestorePlan {
-  std::vector<size_t> recompute;  // chunk indices rebuilt from text, ascending
-  bool bulk_read = false;
-};
-RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_rows,
-                        double mean_position, const CostModel& cost);
 
 }  // namespace llms

@@ -30,6 +30,7 @@
 #include "memory/cost_model.h"
 #include "memory/eviction_queues.h"
 #include "memory/policy.h"
+#include "memory/restore_plan.h"
 #include "store/chunk_store.h"
 
 namespace llms {

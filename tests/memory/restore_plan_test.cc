@@ -1,6 +1,6 @@
 // The restore planner: which missing chunks to recompute, and whether to read the rest in bulk
 // before the pass or layer by layer during it, for given device costs.
-#include "memory/cost_model.h"
+#include "memory/restore_plan.h"
 
 #include <gtest/gtest.h>
 
