@@ -1,45 +1,45 @@
 // KvManager: many persistent contexts sharing one hard KV memory budget (../shared/spec/LLMS.md
-// §2-§5). It owns each context's token text and chunked KV cache, keeps chunks compressed to
-// the level their density tolerates, writes changed chunks to the flash store when a call
-// returns, evicts by the policy's order under memory pressure, and restores a context for a
-// call by reading some chunks while recomputing others, layer by layer, with the prompt.
+// §2-§5). It owns the lock and the parts below it: the context table (text, KV, chunk states,
+// kept in step with the store), the evictor (LCTRU or a baseline's order), the chunk writer
+// (ahead-of-time swap-out) and the budget. A call is one CallSession (memory/call_session.h):
+// begin (admit, plan and start the restore once), steps, end (compress, persist once, queue the
+// writes). docs/memory.md has a call's life and who holds what when.
 //
 // Goals: the budget is never exceeded; a context is never lost (its text is durable in the store
-// and any chunk can be recomputed); restore is lossless with compression off. Non-goals: more
-// than one call at a time (the engine is single-stream; the service queues calls).
+// and any chunk can be recomputed); restore is lossless with compression off; no flash I/O runs
+// inside a forward pass. Non-goals: two steps at once (the engine is single-stream).
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
+#include "base/mutex.h"
 #include "base/status.h"
-#include "base/thread_annotations.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "memory/budget.h"
+#include "memory/chunk_writer.h"
+#include "memory/context_table.h"
 #include "memory/cost_model.h"
-#include "memory/eviction_queues.h"
+#include "memory/evictor.h"
 #include "memory/policy.h"
-#include "memory/restore_plan.h"
 #include "store/chunk_store.h"
 
 namespace llms {
 
+class CallSession;
+
 struct KvManagerOptions {
   size_t budget_bytes = size_t{256} << 20;  // resident KV of all contexts together
   Policy policy = Policy::Llms();
-  // Write changed chunks on a background thread (the service); false writes them before
-  // Call returns (deterministic tests and trace replay).
+  // Write changed chunks on a background thread (the service); false writes them before a call
+  // ends (deterministic tests and trace replay).
   bool background_writer = true;
   // Measure the cost model at Open (a few short passes and reads); false uses `cost`.
   bool measure_cost = true;
@@ -57,22 +57,21 @@ struct CallStats {
   size_t chunks_loaded = 0;      // read from flash
   size_t chunks_recomputed = 0;  // rebuilt from text
   size_t bytes_read = 0;
-  size_t bytes_written = 0;  // written during the call (evictions without lifecycle)
+  size_t bytes_written = 0;  // written while the call waited (evictions of dirty chunks)
   size_t prompt_tokens = 0;
   double ready_seconds = 0;        // call start until every old chunk is present
-  double first_token_seconds = 0;  // call start until the first token is sampled
-  // first_token_seconds minus the cost model's time for the same prompt on a resident
-  // context: the switch latency as ../shared/spec/LLMS.md §1 defines it.
+  double first_token_seconds = 0;  // call start until its first step's pass is done
+  // first_token_seconds minus the cost model's time for the same rows on a resident context:
+  // the switch latency as ../shared/spec/LLMS.md §1 defines it (an estimate, never negative).
   double extra_first_token_seconds = 0;
   // Stored chunks that failed their checksum (or could not be read) and were recomputed
   // instead, and the first such failure's message.
   size_t chunks_damaged = 0;
   std::string damage;
   // The part of first_token_seconds this call spent bringing its context back, measured inside
-  // the call (so a busy machine scales it but no other run's timing enters): setup before the
-  // pass (planning, evictions to make room, reads done up front), waits for the I/O thread
-  // inside the pass (I/O that overlapped compute is not counted), writes of evicted dirty chunks
-  // before the pass's first layer, and the recomputed rows' share of the pass's compute.
+  // the call: setup before the pass (planning, room made by evictions and their writes, reads
+  // done up front), waits for the I/O thread inside the pass (I/O that overlapped compute is not
+  // counted) and the recomputed rows' share of the pass's compute.
   double restore_seconds = 0;
 };
 
@@ -81,33 +80,14 @@ struct CallResult {
   CallStats stats;
 };
 
-struct ContextInfo {
-  uint64_t id = 0;
-  std::string app;
-  std::string origin;  // "native" (an app's explicit context) or "http" (placed by the HTTP API)
-  size_t tokens = 0;
-  size_t chunks = 0, resident_chunks = 0, flash_chunks = 0;
-  size_t resident_bytes = 0;
-  std::vector<int> chunks_per_level;  // resident and on flash, by KvLevel
-  int64_t last_used_unix_ms = 0;      // created, or the end of its last call
-  // Why the context cannot be used (its stored row is damaged), or empty. A damaged context is
-  // kept apart: listed to its owner, refused for calls, deletable.
-  std::string damage;
+// How much one step of a call session does at most (call_session.h).
+struct StepLimits {
+  size_t max_prompt_rows = SIZE_MAX;  // prompt tokens; a step with prompt left generates nothing
+  size_t max_new_tokens = SIZE_MAX;   // generated tokens
 };
 
-// How one slice of a call relates to the whole call, when a service runs calls in slices.
-struct CallSlice {
-  // More prompt follows in later slices. The call's text is made durable when its last slice
-  // ends (not one that ends with stop_reason "yield" or has more prompt), once per call.
-  bool more_prompt = false;
-  // The context's token count when the call's first slice began: if the call cannot be made
-  // durable, the context goes back to it. kThisSlice: when this slice began.
-  static constexpr size_t kThisSlice = SIZE_MAX;
-  size_t call_start_tokens = kThisSlice;
-};
-
-// Thread safety: all methods are thread-safe, but Call (and the methods that change a context)
-// run one at a time per manager; the background writer runs beside them.
+// Thread safety: all methods are thread-safe. One session step runs at a time (a second gets
+// Unavailable); the background writer runs beside it.
 class KvManager : private KvChunkAllocator {
  public:
   // `engine` and `store` must outlive the manager; `store` may be null only with a policy that
@@ -120,7 +100,8 @@ class KvManager : private KvChunkAllocator {
   // `origin` is kept with the context ("native" or "http": the HTTP API may retire its own).
   StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> prefix,
                                    const std::string& origin = "native");
-  // NotFound for an unknown id or one owned by another app (the same message either way).
+  // NotFound for an unknown id or one owned by another app (the same message either way);
+  // Unavailable while a call holds it.
   Status DeleteContext(const std::string& app, uint64_t id);
   StatusOr<ContextInfo> GetContextInfo(const std::string& app, uint64_t id);
   std::vector<ContextInfo> ListContexts(const std::string& app);
@@ -128,20 +109,18 @@ class KvManager : private KvChunkAllocator {
   std::vector<ContextInfo> ListAllContexts();
   StatusOr<std::vector<int32_t>> ContextTokens(const std::string& app, uint64_t id);
 
-  // Appends `prompt` to the context, generates, appends the output, and returns both with the
-  // call's statistics. `on_text` as for Generate. An empty prompt continues the context (its
-  // last token is computed again when nothing is pending). The text is durable in the store
-  // when the call's last slice returns OK; when it cannot be made durable (a full disk), the
-  // context goes back to where the call began and the error says why. Corruption for a damaged
-  // context.
+  // Begins a call that appends `prompt` to the context and generates, in steps of at most
+  // `limits` (call_session.h). The session holds the context until it ends. Corruption for a
+  // damaged context; Unavailable while another session holds it or another step runs.
+  StatusOr<std::unique_ptr<CallSession>> BeginCall(const std::string& app, uint64_t id,
+                                                   std::vector<int32_t> prompt,
+                                                   const GenerateOptions& options,
+                                                   const StepLimits& limits = StepLimits());
+  // A whole call as one session of one step (tests, replay, the command line). `on_text` as
+  // for Generate.
   StatusOr<CallResult> Call(const std::string& app, uint64_t id, std::span<const int32_t> prompt,
                             const GenerateOptions& options,
-                            const std::function<bool(std::string_view)>& on_text,
-                            const CallSlice& slice = CallSlice());
-
-  // Ends a call that stops between slices (cancelled, say): makes the context's text durable,
-  // or, when that fails, returns the context to `call_start_tokens` and says why.
-  Status FinishCall(const std::string& app, uint64_t id, size_t call_start_tokens);
+                            const std::function<bool(std::string_view)>& on_text);
 
   // Makes room in a context that reached the model window, as StreamingLLM does: keeps its first
   // chunk (the attention sink) and its last `recent` tokens, and drops the rest of the text. KV
@@ -159,93 +138,57 @@ class KvManager : private KvChunkAllocator {
   const MemoryBudget& budget() const { return budget_; }
   const CostModel& cost() const { return cost_; }
   const Policy& policy() const { return options_.policy; }
+  // Restore plans made since Open (one per call).
+  uint64_t restore_plans() const { return restore_plans_; }
   // Drops the given resident chunks of a context (written to flash first, as eviction does).
   Status TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunks);
   // Checks that resident bytes add up to the budget's use and stay within it. For tests.
   Status CheckInvariants();
 
  private:
+  friend class CallSession;
   struct Passkey {};  // only Open constructs managers
 
  public:
   KvManager(Passkey, Engine* engine, ChunkStore* store, const KvManagerOptions& options);
 
  private:
-  struct ChunkState;
-  struct Context;
-  struct WriteJob;
-  struct Restore;
-
-  Status LoadFromStore();
-  std::unique_ptr<Context> ContextFromRecord(ContextRecord r);
-  Status CheckUsable(const Context& ctx) const;
-
-  // KvChunkAllocator: reserve from the budget, evicting other contexts' chunks as needed.
+  // KvChunkAllocator: reserve from the budget, evicting other contexts' chunks as needed;
+  // inside a forward pass only chunks that need no write (clean ones) are evicted.
   Status Reserve(size_t bytes) override;
   void Release(size_t bytes) override;
 
-  StatusOr<Context*> FindLocked(const std::string& app, uint64_t id);
-  bool EvictOne();
-  Status EvictChunkLocked(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
-  Status WriteChunkNow(Context* ctx, size_t index, std::unique_lock<std::mutex>* lock);
-  WriteJob MakeWriteJob(const Context& ctx, size_t index) const;
-
-  Status PrepareRestore(Context* ctx, size_t new_rows, Restore* restore, CallStats* stats,
-                        const Stopwatch& call);
-  void ReadWholeChunks(Context* ctx, Restore* restore);
-  std::vector<size_t> PromptPieces(const Context& ctx, size_t prompt_size, size_t old_kv);
-  StatusOr<GenerateResult> GenerateInPieces(Context* ctx, std::span<const int32_t> prompt,
-                                            std::span<const size_t> pieces,
-                                            const GenerateOptions& options,
-                                            const std::function<bool(std::string_view)>& on_text,
-                                            double* first_piece_seconds);
+  // Evicts until `bytes` more fit in the budget, writing dirty victims first. Before a pass.
+  Status MakeRoom(size_t bytes);
+  // Evicts the next victims; false when there is none (or, with writes not allowed, when the
+  // next one is dirty).
+  bool EvictNext(bool allow_writes);
+  Status EvictChunk(Context* ctx, size_t index, MutexLock* lock) REQUIRES(mu_);
+  WriteJob MakeWriteJob(const Context& ctx, size_t index) REQUIRES(mu_);
+  void QueueWrites(Context* ctx) REQUIRES(mu_);
+  void Touch(Context* ctx, size_t index) REQUIRES(mu_);
+  // Compresses the context's chunks (every unlocked context's, in global mode).
+  void Compress(Context* ctx) REQUIRES(mu_);
   // Cuts the context back to its first `tokens` tokens (text, KV and chunk states). A chunk left
-  // partly filled is dropped from memory: its flash copy, if it still matches the text by its
-  // tokens hash, is read again, else it is recomputed. REQUIRES: no call is running on it.
-  void TruncateContext(Context* ctx, size_t tokens);
-  // Drops KV from the chunk holding the context's last token on, so an empty prompt has a token
-  // to compute (the logits of the next one).
-  void MakeLastTokenPending(Context* ctx);
-  // After a slice: updates chunk states and compresses.
-  void AfterCall(Context* ctx);
-  // Stores the text and the KV length in one transaction, then queues the chunk writes. On
-  // failure the context goes back to `rollback_tokens` and the error names the context.
-  Status Persist(Context* ctx, size_t rollback_tokens);
-  // Digest of the text chunk `index` encodes (its whole token prefix), kept with its stored copy.
-  uint64_t ChunkTokensHash(const Context& ctx, size_t index, size_t valid_tokens) const;
-  bool FlashCopyMatches(const Context& ctx, size_t index, size_t valid_tokens) const;
-  // Plans levels and converts chunks (this context's, or every context's in global mode).
-  void Compress(Context* ctx);
-  void QueueWrites(Context* ctx);
-  void WriterLoop();
-  Status WriteJobNow(WriteJob job);
-  void Touch(Context* ctx, size_t index);
-  ContextInfo InfoLocked(const Context& ctx) const;
+  // partly filled is dropped from memory, to be read again if its stored copy still matches the
+  // text, else recomputed. REQUIRES: the context is locked by the caller's session.
+  void TruncateContext(Context* ctx, size_t tokens) REQUIRES(mu_);
+  bool ContextLocked(uint64_t id) REQUIRES(mu_);
 
   Engine* const engine_;
   ChunkStore* const store_;
   const KvManagerOptions options_;
   CostModel cost_;
   MemoryBudget budget_;
+  std::atomic<bool> in_pass_{false};   // a forward pass runs: no flash I/O may happen
+  std::atomic<bool> stepping_{false};  // a session step runs
+  std::atomic<uint64_t> restore_plans_{0};
 
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<Context>> contexts_ GUARDED_BY(mu_);
-  EvictionQueues queues_ GUARDED_BY(mu_);
-  uint64_t tick_ GUARDED_BY(mu_) = 0;
-  uint64_t last_memory_id_ GUARDED_BY(mu_) = 0;  // ids when there is no store
-  uint64_t calling_ GUARDED_BY(mu_) = 0;       // the running call's context (its chunks are locked)
+  Mutex mu_;
+  ContextTable table_ GUARDED_BY(mu_);
+  Evictor evictor_ GUARDED_BY(mu_);
   uint64_t next_version_ GUARDED_BY(mu_) = 0;  // chunk versions, never reused across chunks
-  size_t call_bytes_written_ GUARDED_BY(mu_) = 0;
-  double call_write_seconds_ GUARDED_BY(mu_) = 0;  // time in WriteChunkNow during the call
-
-  // Chunk writes go through one mutex so two versions of a chunk never race to the store.
-  std::mutex write_mu_;
-  std::deque<WriteJob> write_queue_ GUARDED_BY(mu_);
-  std::condition_variable write_cv_;  // with mu_
-  size_t writes_in_flight_ GUARDED_BY(mu_) = 0;
-  Status writer_status_ GUARDED_BY(mu_);  // the last background write failure
-  bool stop_writer_ GUARDED_BY(mu_) = false;
-  std::thread writer_;
+  std::unique_ptr<ChunkWriter> writer_;        // null without a store
 };
 
 }  // namespace llms

@@ -148,7 +148,8 @@ class Service {
   bool ContextBusy(const std::string& app, uint64_t context) const;
 
   // service_call.cc
-  Status StartCall(Session* session, const Job& job, CallProgress* p);
+  // Places (HTTP), checks and begins the call; *busy when another call holds its context.
+  Status StartCall(Session* session, const Job& job, CallProgress* p, bool* busy);
   Status Place(Session* session, const PlacedCall& placed, CallProgress* p);
   StatusOr<uint64_t> CreateHttpContext(const std::string& app);
   void RunCallSlice(Job job);

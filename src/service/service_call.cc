@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/clock.h"
+#include "memory/call_session.h"
 #include "service/call_request.h"
 #include "service/openai.h"
 #include "service/service.h"
@@ -29,18 +30,15 @@ Json StatsJson(const CallStats& s) {
 
 }  // namespace
 
-// A call between its slices.
+// A call between its slices: its session holds the context and the restore state.
 struct Service::CallProgress {
   CallRequest call;
-  std::vector<int32_t> prompt;
-  size_t prompt_done = 0;        // prompt tokens already computed
+  size_t prompt_tokens = 0;
   size_t call_start_tokens = 0;  // the context's tokens when the call began
   bool created_context = false;  // an HTTP call that made its own context
-  std::unique_ptr<GenerationState> state;
+  std::unique_ptr<CallSession> session;
   std::string text;
-  CallStats first;  // the first slice's: its restore is the call's switch
-  size_t slices = 0, bytes_read = 0, bytes_written = 0, chunks_damaged = 0;
-  std::string damage;
+  size_t slices = 0;
   double decode_seconds = 0;
 };
 
@@ -85,7 +83,7 @@ Status Service::Place(Session* session, const PlacedCall& placed, CallProgress* 
   return Status::Ok();
 }
 
-Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
+Status Service::StartCall(Session* session, const Job& job, CallProgress* p, bool* busy) {
   LLMS_ASSIGN_OR_RETURN(p->call, ParseCall(job.request, Window(), model_->config().vocab_size));
   if (job.placed != nullptr) LLMS_RETURN_IF_ERROR(Place(session, *job.placed, p));
   const CallRequest& c = p->call;
@@ -93,14 +91,15 @@ Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
   if (c.context != 0 || job.placed == nullptr) {
     LLMS_ASSIGN_OR_RETURN(have, manager_->ContextTokens(session->app(), c.context));
   }
-  p->prompt = c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
-  if (p->prompt.size() > limits_.max_prompt_tokens) {
-    return Status::InvalidArgument("prompt of " + std::to_string(p->prompt.size()) +
+  std::vector<int32_t> prompt =
+      c.has_tokens ? c.tokens : model_->tokenizer().Encode(c.prompt, have.empty());
+  if (prompt.size() > limits_.max_prompt_tokens) {
+    return Status::InvalidArgument("prompt of " + std::to_string(prompt.size()) +
                                    " tokens exceeds the limit of " +
                                    std::to_string(limits_.max_prompt_tokens) + " per call");
   }
   const size_t window = Window();
-  const size_t need = p->prompt.size() + c.options.max_tokens;
+  const size_t need = prompt.size() + c.options.max_tokens;
   if (have.size() + need > window && limits_.slide_full_contexts && c.context != 0 &&
       need + 2 * kSinkTokens <= window) {
     // Keep half of what is left after the sink and this call, so the next turns fit too.
@@ -113,7 +112,7 @@ Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
         (c.context != 0 ? "context " + std::to_string(c.context) + " holds " +
                               std::to_string(have.size()) + " tokens; with this"
                         : std::string("this")) +
-        " prompt's " + std::to_string(p->prompt.size()) + " tokens and max_tokens " +
+        " prompt's " + std::to_string(prompt.size()) + " tokens and max_tokens " +
         std::to_string(c.options.max_tokens) + " it would exceed the model window of " +
         std::to_string(window) + " tokens: start a new context, ask for fewer tokens" +
         (limits_.slide_full_contexts ? "" : ", or run llmsd with --full-context slide"));
@@ -129,7 +128,14 @@ Status Service::StartCall(Session* session, const Job& job, CallProgress* p) {
                        {"context", p->call.context}});
   }
   p->call_start_tokens = have.size();
-  p->state = std::make_unique<GenerationState>(&model_->tokenizer(), c.options);
+  p->prompt_tokens = prompt.size();
+  if (!ClaimContext(session, job.request.value("id", uint64_t{0}), p->call.context)) {
+    *busy = true;  // another call is running on it: this one waits its turn
+    return Status::Ok();
+  }
+  LLMS_ASSIGN_OR_RETURN(
+      p->session, manager_->BeginCall(session->app(), p->call.context, std::move(prompt), c.options,
+                                      StepLimits{limits_.prefill_slice, limits_.decode_slice}));
   return Status::Ok();
 }
 
@@ -149,55 +155,30 @@ void Service::RunCallSlice(Job job) {
           "");
     }
     job.progress = std::make_shared<CallProgress>();
-    if (Status s = StartCall(session, job, job.progress.get()); !s.ok()) {
+    bool busy = false;
+    if (Status s = StartCall(session, job, job.progress.get(), &busy); !s.ok()) {
       return FinishCall(job, s, "");
+    }
+    if (busy) {  // it starts after the other (from the top, to see the text that one leaves)
+      job.progress = nullptr;
+      return Requeue(std::move(job));
     }
   }
   CallProgress& p = *job.progress;
-  if (p.slices == 0 && !ClaimContext(session, rid, p.call.context)) {
-    // Another call is running on this context: this one starts after it (from the top, so it
-    // sees the text that call leaves).
-    job.progress = nullptr;
-    return Requeue(std::move(job));
-  }
-  if (session->cancelled(rid)) {
-    // Cancelled between slices: what ran so far stays and is made durable now.
-    Status s = p.slices == 0
-                   ? Status::Ok()
-                   : manager_->FinishCall(session->app(), p.call.context, p.call_start_tokens);
-    return FinishCall(job, s, "cancelled");
-  }
-  GenerateOptions options = p.call.options;
-  std::span<const int32_t> piece(p.prompt);
-  piece = piece.subspan(p.prompt_done);
-  const bool more_prompt = piece.size() > limits_.prefill_slice;
-  if (more_prompt) {
-    piece = piece.first(limits_.prefill_slice);  // more prompt first; nothing generated yet
-    options.max_tokens = 0;
-  } else {
-    options.state = p.state.get();
-    options.yield_after = limits_.decode_slice;
+  if (session->cancelled(rid)) {  // between slices: what ran so far stays, made durable now
+    return FinishCall(job, Status::Ok(), "cancelled");
   }
   auto on_text = [&](std::string_view text) {
     if (session->cancelled(rid)) return false;
     p.text += text;
     return session->Send(Json{{"type", "token"}, {"id", rid}, {"text", std::string(text)}});
   };
-  StatusOr<CallResult> r = manager_->Call(session->app(), p.call.context, piece, options, on_text,
-                                          CallSlice{more_prompt, p.call_start_tokens});
-  if (!r.ok()) return FinishCall(job, r.status(), "");
-  p.prompt_done += piece.size();
-  p.decode_seconds += r->generation.decode_seconds;
-  if (p.slices++ == 0) p.first = r->stats;
-  p.bytes_read += r->stats.bytes_read;
-  p.bytes_written += r->stats.bytes_written;
-  p.chunks_damaged += r->stats.chunks_damaged;
-  if (p.damage.empty()) p.damage = r->stats.damage;
-  const std::string reason = r->generation.stop_reason;
-  if (reason != "cancelled" && (more_prompt || reason == "yield")) {
-    return Requeue(std::move(job));  // other calls take their turn
-  }
-  FinishCall(job, Status::Ok(), reason);
+  StatusOr<GenerateResult> step = p.session->Step(on_text);
+  if (!step.ok()) return FinishCall(job, step.status(), "");
+  ++p.slices;
+  p.decode_seconds += step->decode_seconds;
+  if (!p.session->finished()) return Requeue(std::move(job));  // other calls take their turn
+  FinishCall(job, Status::Ok(), step->stop_reason);
 }
 
 void Service::FinishCall(Job& job, Status status, const std::string& stop_reason) {
@@ -206,23 +187,28 @@ void Service::FinishCall(Job& job, Status status, const std::string& stop_reason
   CallProgress* p = job.progress.get();
   session->Forget(rid);
   Deactivate(session, rid);
+  CallStats stats;
+  size_t generated = 0;
+  if (p != nullptr && p->session != nullptr) {
+    generated = p->session->generated();
+    if (status.ok()) {  // the call's text is committed here, once
+      StatusOr<CallResult> ended = p->session->End();
+      status = ended.status();
+      if (ended.ok()) stats = ended->stats;
+    }
+    p->session.reset();  // a session not ended (a failure) puts the context back
+  }
   const bool nothing_ran = p == nullptr || p->slices == 0;
   if (p != nullptr && p->created_context && (!status.ok() || nothing_ran)) {
     // A request that failed (or was cancelled before it ran) leaves no context of its own.
     (void)manager_->DeleteContext(session->app(), p->call.context);
   }
   if (!status.ok()) {
-    metrics_.RecordCall(p != nullptr ? p->first : CallStats{}, 0, 0, 0, "error");
+    metrics_.RecordCall(stats, 0, 0, 0, "error");
     session->Send(wire::ErrorMessage(rid, status));
     return;
   }
-  CallStats stats = p->first;
-  stats.bytes_read = p->bytes_read;
-  stats.bytes_written = p->bytes_written;
-  stats.chunks_damaged = p->chunks_damaged;
-  stats.damage = p->damage;
-  const size_t generated = p->state != nullptr ? p->state->generated : 0;
-  metrics_.RecordCall(stats, p->prompt.size(), generated, p->decode_seconds,
+  metrics_.RecordCall(stats, p->prompt_tokens, generated, p->decode_seconds,
                       stop_reason == "cancelled" ? "cancelled" : "ok");
   Json done{{"type", "done"},
             {"id", rid},
@@ -230,14 +216,14 @@ void Service::FinishCall(Job& job, Status status, const std::string& stop_reason
             {"text", p->text},
             {"stop_reason", stop_reason},
             {"usage",
-             {{"prompt_tokens", p->prompt.size()},
+             {{"prompt_tokens", p->prompt_tokens},
               {"completion_tokens", generated},
               {"cached_tokens", p->call_start_tokens}}},
             {"stats", StatsJson(stats)}};
   if (call_observer_) {
     Json summary{{"app", session->app()},
                  {"context", p->call.context},
-                 {"prompt_tokens", p->prompt.size()},
+                 {"prompt_tokens", p->prompt_tokens},
                  {"cached_tokens", p->call_start_tokens},
                  {"completion_tokens", generated},
                  {"slices", p->slices},

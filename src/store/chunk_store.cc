@@ -123,6 +123,7 @@ Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, u
   const uint64_t drop = drop_chunks_from == kKeepChunks ? MetaDb::kAllChunks : drop_chunks_from;
   std::lock_guard<std::mutex> lock(mu_);
   LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->UpdateContext(id, tokens, kv_tokens, drop, NowMs()));
+  context_updates_++;
   RetireLocked(dropped);
   return Status::Ok();
 }
@@ -244,12 +245,18 @@ StatusOr<std::vector<ChunkMeta>> ChunkStore::PrepareWrites(
 Status ChunkStore::WriteExtents(std::span<const ChunkMeta> metas,
                                 std::span<const ChunkWrite> writes) {
   for (size_t i = 0; i < metas.size(); ++i) {
-    // Direct I/O needs an aligned source; the padding past the data stays zero.
-    LLMS_ASSIGN_OR_RETURN(AlignedBuffer buf, AlignedBuffer::Allocate(metas[i].extent_length));
-    std::memcpy(buf.data(), writes[i].bytes.data(), writes[i].bytes.size());
-    LLMS_RETURN_IF_ERROR(data_->Write(metas[i].extent_offset, buf.span()));
+    const ChunkWrite& w = writes[i];
+    const uint64_t length = metas[i].extent_length;
+    if (w.padded && IsAligned(reinterpret_cast<uintptr_t>(w.bytes.data()))) {
+      LLMS_RETURN_IF_ERROR(data_->Write(metas[i].extent_offset, {w.bytes.data(), length}));
+    } else {
+      // Direct I/O needs an aligned source; the padding past the data stays zero.
+      LLMS_ASSIGN_OR_RETURN(AlignedBuffer buf, AlignedBuffer::Allocate(length));
+      std::memcpy(buf.data(), w.bytes.data(), w.bytes.size());
+      LLMS_RETURN_IF_ERROR(data_->Write(metas[i].extent_offset, buf.span()));
+    }
     writes_++;
-    bytes_written_ += buf.size();
+    bytes_written_ += length;
   }
   return Status::Ok();
 }
@@ -307,6 +314,7 @@ StoreStats ChunkStore::stats() const {
   s.writes = writes_;
   s.bytes_written = bytes_written_;
   s.syncs = syncs_;
+  s.context_updates = context_updates_;
   s.checksum_failures = checksum_failures_;
   s.direct_io = data_->direct_io_active();
   std::lock_guard<std::mutex> lock(mu_);

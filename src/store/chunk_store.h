@@ -56,10 +56,14 @@ class ChunkStore {
     Status status;           // out: this request's result
   };
 
-  // One chunk of WriteChunks: `meta` as for WriteChunk, `bytes` its data_bytes() bytes.
+  // One chunk of WriteChunks: `meta` as for WriteChunk, `bytes` its data_bytes() bytes. With
+  // `padded`, the caller promises that `bytes` starts on a kDirectIoAlignment boundary and that
+  // AlignUp(data_bytes()) bytes are readable there, zero past the data (an AlignedBuffer of the
+  // chunk): they are written as they are instead of being copied into an aligned buffer first.
   struct ChunkWrite {
     ChunkMeta meta;
     std::span<const uint8_t> bytes;
+    bool padded = false;
   };
 
   // Opens the store in directory `dir` (created if missing) through `env`, which must outlive
@@ -191,6 +195,7 @@ class ChunkStore {
   std::vector<AlignedBuffer> read_buffers_;
 
   std::atomic<uint64_t> reads_{0}, bytes_read_{0}, writes_{0}, bytes_written_{0}, syncs_{0};
+  std::atomic<uint64_t> context_updates_{0};
   std::atomic<uint64_t> checksum_failures_{0};
   std::atomic<bool> test_fail_before_commit_{false};
   std::atomic<bool> test_fail_context_updates_{false};

@@ -53,7 +53,8 @@ struct StoreStats {
   uint64_t bytes_read = 0;  // device bytes, i.e. the aligned ranges
   uint64_t writes = 0;      // chunks written
   uint64_t bytes_written = 0;
-  uint64_t syncs = 0;  // data-file fdatasyncs (one per WriteChunks batch)
+  uint64_t syncs = 0;            // data-file fdatasyncs (one per WriteChunks batch)
+  uint64_t context_updates = 0;  // UpdateContext transactions (a context's text committed)
   uint64_t checksum_failures = 0;
   uint64_t data_file_bytes = 0;  // end of the last live or in-flight extent
   uint64_t live_bytes = 0;       // extents of committed chunks

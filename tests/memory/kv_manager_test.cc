@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/perplexity.h"
+#include "memory/call_session.h"
 #include "testutil/testutil.h"
 
 namespace llms {
@@ -260,15 +261,20 @@ TEST_F(KvManagerTest, ACallThatCannotBeSavedFailsAndLeavesTheContextAsItWas) {
   EXPECT_NE(lost.status().message().find("is full"), std::string::npos);
   EXPECT_EQ(*manager_->ContextTokens(kApp, *id), saved);
   ASSERT_OK(manager_->CheckInvariants());
-  // A call sliced by a service (prompt pieces, then a yielding generation) that fails at its
-  // end goes back to where its first slice began.
+  // A call run in steps by a service (prompt, then a yielding generation) that fails at its end
+  // goes back to where its first step began.
   GenerateOptions g;
   g.sampling.temperature = 0;
-  g.max_tokens = 0;
-  const std::vector<int32_t> first = Story(40, 20), second = Story(60, 10);
-  ASSERT_OK(manager_->Call(kApp, *id, first, g, nullptr, CallSlice{true, saved.size()}));
-  g.max_tokens = 3;
-  auto end = manager_->Call(kApp, *id, second, g, nullptr, CallSlice{false, saved.size()});
+  g.max_tokens = 6;
+  auto session = manager_->BeginCall(kApp, *id, Story(40, 30), g, StepLimits{20, 3});
+  ASSERT_OK(session);
+  for (int step = 0; step < 3; ++step) {
+    auto r = (*session)->Step(nullptr);
+    ASSERT_OK(r);
+    EXPECT_EQ(r->stop_reason, step < 2 ? "yield" : "length");
+  }
+  EXPECT_TRUE((*session)->finished());
+  auto end = (*session)->End();
   EXPECT_EQ(end.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(*manager_->ContextTokens(kApp, *id), saved);
   store_->TEST_FailContextUpdates(false);

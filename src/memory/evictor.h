@@ -1,7 +1,7 @@
-// EvictionQueues: which resident chunk to evict next. LCTRU keeps one LRU queue per precision
-// level and takes from the heaviest level (least compressed: least compression-tolerable and
-// largest) first; LRU keeps one queue. Chunks of a running call are skipped by the caller's
-// predicate (they are locked).
+// Evictor: which resident chunks to evict next. LCTRU (the paper's) keeps one LRU queue per
+// precision level and takes from the heaviest level (least compressed: least compression-
+// tolerable and largest) first; the baselines keep one LRU queue, and Swap evicts a whole
+// context at once. Chunks of locked contexts (a call holds them) are passed over.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <optional>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "formats/kv_format.h"  // KvLevel
 #include "memory/policy.h"
@@ -32,26 +33,28 @@ struct ChunkIdHash {
 };
 
 // Thread safety: none; guarded by the memory manager's mutex.
-class EvictionQueues {
+class Evictor {
  public:
-  explicit EvictionQueues(EvictionOrder order) : order_(order) {}
-
-  // Inserts the chunk, or moves it to the tail of its level's queue, as used at `tick`.
-  void Touch(ChunkId id, KvLevel level, uint64_t tick);
+  Evictor(EvictionOrder order, EvictionUnit unit) : order_(order), unit_(unit) {}
+  // The chunk was used now: it goes to the tail of its level's queue.
+  void Touch(ChunkId id, KvLevel level);
   // Keeps its recency, moves it to another level's queue.
   void SetLevel(ChunkId id, KvLevel level);
   void Remove(ChunkId id);
   size_t size() const { return where_.size(); }
-
-  // The first chunk in eviction order for which `skip` is false, or nullopt.
-  std::optional<ChunkId> Victim(const std::function<bool(ChunkId)>& skip) const;
+  // The chunks to evict next: the first chunk in eviction order whose context `locked` does not
+  // name, or every resident chunk of its context when the unit is the context. Empty when none.
+  std::vector<ChunkId> NextVictims(const std::function<bool(uint64_t context)>& locked) const;
 
  private:
   // (level rank: 0 first, last-use tick, id): the map's order is the eviction order.
   using Key = std::tuple<int, uint64_t, ChunkId>;
   int Rank(KvLevel level) const;
+  void Insert(ChunkId id, KvLevel level, uint64_t tick);
 
-  EvictionOrder order_;
+  const EvictionOrder order_;
+  const EvictionUnit unit_;
+  uint64_t tick_ = 0;
   std::map<Key, ChunkId> queue_;
   std::unordered_map<ChunkId, Key, ChunkIdHash> where_;
 };
