@@ -129,6 +129,11 @@ Status Engine::CheckLayerPresent(const KvCache& cache, size_t layer, size_t tota
 
 Status Engine::Forward(KvCache* cache, std::span<const int32_t> tokens,
                        const ForwardOptions& options, std::vector<float>* logits) {
+  struct Running {
+    explicit Running(std::atomic<bool>* f) : flag(f) { flag->store(true); }
+    ~Running() { flag->store(false); }
+    std::atomic<bool>* flag;
+  } running(&forward_running_);
   const Stopwatch pass;
   std::vector<Row> rows;
   LLMS_RETURN_IF_ERROR(PlanRows(*cache, tokens, options, &rows));

@@ -5,6 +5,7 @@
 // compute (docs/engine.md). Reads top to bottom like the math in llama2.c.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -64,6 +65,8 @@ class Engine {
   // A cache for a new context; `allocator` (may be null) accounts for its chunks.
   std::unique_ptr<KvCache> NewCache(KvChunkAllocator* allocator = nullptr) const;
   const EngineCounters& counters() const { return counters_; }
+  // True while Forward runs (from any thread: tests check that no flash I/O happens then).
+  bool forward_running() const { return forward_running_; }
   void ResetCounters() { counters_ = EngineCounters{}; }
 
   // Runs the pass. `tokens` is the context's whole token text including the new tokens, which
@@ -102,6 +105,7 @@ class Engine {
   std::unique_ptr<ThreadPool> pool_;
   std::vector<float> rope_freq_;
   EngineCounters counters_;
+  std::atomic<bool> forward_running_{false};
   // Work buffers, [rows x width], grown on demand and reused so a decode step allocates nothing.
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
   std::vector<std::vector<float>> scratch_;  // per thread

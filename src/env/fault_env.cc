@@ -174,6 +174,7 @@ FaultEnv::Counters FaultEnv::counters() const {
 }
 
 Status FaultEnv::ChargeWrite(const std::string& path, uint64_t offset, uint64_t bytes) {
+  if (observer_) observer_("write", path);
   std::lock_guard<std::mutex> lock(mu_);
   if (counters_.bytes_written + bytes > write_limit_) {
     return Status::FromErrno("write " + path + " at offset " + std::to_string(offset) +
@@ -187,6 +188,7 @@ Status FaultEnv::ChargeWrite(const std::string& path, uint64_t offset, uint64_t 
 }
 
 Status FaultEnv::ChargeSync(const std::string& what) {
+  if (observer_) observer_("sync", what);
   std::lock_guard<std::mutex> lock(mu_);
   if (fail_syncs_) return Status::IOError(what + ": injected sync failure");
   counters_.syncs++;

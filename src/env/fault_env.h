@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -47,6 +48,11 @@ class FaultEnv final : public Env {
   // Files stay open and usable and now read the synced content.
   void DropUnsyncedData();
   Counters counters() const;
+  // Called on every write and sync that reaches this Env (`op` is "write" or "sync", `what` the
+  // path), before it is applied: a test can check when I/O happens. Set before use.
+  void SetObserver(std::function<void(const std::string& op, const std::string& what)> observer) {
+    observer_ = std::move(observer);
+  }
 
   StatusOr<std::unique_ptr<ReadOnlyRegion>> MapFile(const std::string& path) override;
   StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
@@ -74,6 +80,7 @@ class FaultEnv final : public Env {
   bool fail_syncs_ = false;                                  // guarded by mu_
   Counters counters_;                                        // guarded by mu_
   std::map<std::string, std::shared_ptr<PathState>> paths_;  // guarded by mu_
+  std::function<void(const std::string&, const std::string&)> observer_;
 };
 
 }  // namespace llms
