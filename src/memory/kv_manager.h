@@ -163,7 +163,8 @@ class KvManager : private KvChunkAllocator {
   // Evicts the next victims; false when there is none (or, with writes not allowed, when the
   // next one is dirty).
   bool EvictNext(bool allow_writes);
-  Status EvictChunk(Context* ctx, size_t index, MutexLock* lock) REQUIRES(mu_);
+  // Releases mu_ around the write of a dirty victim.
+  Status EvictChunk(Context* ctx, size_t index) REQUIRES(mu_);
   WriteJob MakeWriteJob(const Context& ctx, size_t index) REQUIRES(mu_);
   void QueueWrites(Context* ctx) REQUIRES(mu_);
   void Touch(Context* ctx, size_t index) REQUIRES(mu_);

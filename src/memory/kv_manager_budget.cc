@@ -53,21 +53,21 @@ bool KvManager::EvictNext(bool allow_writes) {
     if (!allow_writes && options_.policy.keep_on_flash && (s.dirty || !s.on_flash)) return false;
   }
   for (const ChunkId& v : victims) {
-    if (!EvictChunk(ctx, v.chunk, &lock).ok()) return false;
+    if (!EvictChunk(ctx, v.chunk).ok()) return false;
   }
   return true;
 }
 
 // Drops a resident chunk, writing it first when the flash copy is missing or stale (unless the
 // policy keeps nothing on flash). The lock is released around the write.
-Status KvManager::EvictChunk(Context* ctx, size_t index, MutexLock* lock) {
+Status KvManager::EvictChunk(Context* ctx, size_t index) {
   const uint64_t id = ctx->id;
   ChunkState* s = &ctx->chunks[index];
   if (options_.policy.keep_on_flash && (s->dirty || !s->on_flash)) {
     WriteJob job = MakeWriteJob(*ctx, index);
-    lock->Unlock();
+    mu_.Unlock();  // the writer takes mu_ in its hooks
     Status written = writer_->WriteNow(std::move(job));
-    lock->Lock();
+    mu_.Lock();
     LLMS_RETURN_IF_ERROR(written);
     ctx = table_.FindById(id);
     if (ctx == nullptr || index >= ctx->chunks.size()) return Status::Ok();  // gone meanwhile
@@ -118,7 +118,6 @@ void KvManager::QueueWrites(Context* ctx) {
   }
   if (jobs.empty()) return;
   // Without a background thread the writer writes now; the writer takes mu_ in its hooks.
-  mu_.AssertHeld();
   mu_.Unlock();
   writer_->Queue(std::move(jobs));
   mu_.Lock();
@@ -140,7 +139,7 @@ Status KvManager::EvictAll() {
     Context* ctx = table_.FindById(id);  // an eviction's write releases the lock
     if (ctx == nullptr || ctx->locked) continue;
     for (size_t i = 0; i < ctx->chunks.size(); ++i) {
-      if (ctx->cache->chunk(i) != nullptr) LLMS_RETURN_IF_ERROR(EvictChunk(ctx, i, &lock));
+      if (ctx->cache->chunk(i) != nullptr) LLMS_RETURN_IF_ERROR(EvictChunk(ctx, i));
     }
   }
   return Status::Ok();
@@ -152,7 +151,7 @@ Status KvManager::TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunk
   if (ctx == nullptr) return Status::NotFound("context " + std::to_string(id));
   for (size_t i : chunks) {
     if (i < ctx->chunks.size() && ctx->cache->chunk(i) != nullptr) {
-      LLMS_RETURN_IF_ERROR(EvictChunk(ctx, i, &lock));
+      LLMS_RETURN_IF_ERROR(EvictChunk(ctx, i));
     }
   }
   return Status::Ok();

@@ -12,7 +12,6 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -20,6 +19,7 @@
 #include <optional>
 #include <sstream>
 
+#include "base/mutex.h"
 #include "service/openai.h"
 
 namespace llms {
@@ -38,27 +38,25 @@ std::atomic<uint64_t> response_serial{0};  // makes response ids unique within a
 class ReplyQueue {
  public:
   Status Push(const Json& m) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(m);
-    cv_.notify_one();
+    cv_.NotifyOne();
     return Status::Ok();
   }
-  // The next reply, or nullopt when none came within `seconds`.
+  // The next reply, or nullopt when none came within about `seconds` (callers loop).
   std::optional<Json> Pop(double seconds) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::duration<double>(seconds),
-                      [&] { return !queue_.empty(); })) {
-      return std::nullopt;
-    }
+    MutexLock lock(&mu_);
+    if (queue_.empty()) cv_.WaitFor(&lock, seconds);
+    if (queue_.empty()) return std::nullopt;
     Json m = std::move(queue_.front());
     queue_.pop_front();
     return m;
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Json> queue_;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Json> queue_ GUARDED_BY(mu_);
 };
 
 struct Exchange {

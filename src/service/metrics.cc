@@ -41,7 +41,7 @@ std::string Metrics::Histogram::Render(const std::string& name, const std::strin
 
 void Metrics::RecordCall(const CallStats& stats, size_t prompt_tokens, size_t completion_tokens,
                          double decode_seconds, const std::string& outcome) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (outcome == "error") {
     ++calls_error_;
     return;
@@ -70,7 +70,7 @@ std::string Metrics::Render(KvManager* manager, size_t queue_depth) const {
       per_level[l] += static_cast<size_t>(info.chunks_per_level[l]);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string out;
   out += switch_latency_.Render(
       "llms_switch_latency_seconds",

@@ -32,7 +32,7 @@ class Metrics {
     std::string Render(const std::string& name, const std::string& help) const;
   };
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   Histogram switch_latency_, ready_;
   uint64_t calls_ok_ = 0, calls_error_ = 0, calls_cancelled_ = 0;
   uint64_t bytes_read_ = 0, bytes_written_ = 0;

@@ -78,17 +78,17 @@ void PeerConnection::DrainWake() const {
 }
 
 Status PeerConnection::FlushSome() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return SendNow(fd_, &outbox_);
 }
 
 bool PeerConnection::closed() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return closed_;
 }
 
 bool PeerConnection::Queue(std::string_view bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (closed_ || shutting_down_) return false;
   if (outbox_.size() + bytes.size() > limits_.max_outbox_bytes) {
     // The peer stopped reading: drop it rather than hold its replies without bound.
@@ -108,13 +108,13 @@ bool PeerConnection::Queue(std::string_view bytes) {
 }
 
 void PeerConnection::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   shutting_down_ = true;
   Wake();
 }
 
 void PeerConnection::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
   shutdown(fd_, SHUT_RDWR);
   Wake();
@@ -131,7 +131,7 @@ StatusOr<size_t> PeerConnection::Read(std::span<char> out, Deadline deadline,
   for (;;) {
     bool pending = false, finishing = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (closed_) return Status::IOError("connection closed");
       pending = !outbox_.empty();
       finishing = shutting_down_;
@@ -150,11 +150,11 @@ StatusOr<size_t> PeerConnection::Read(std::span<char> out, Deadline deadline,
     if (fds[1].revents != 0) DrainWake();
     if ((fds[0].revents & (POLLOUT | POLLERR | POLLHUP)) != 0 && pending) {
       const size_t before = [&] {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         return outbox_.size();
       }();
       LLMS_RETURN_IF_ERROR(FlushSome());
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (outbox_.size() < before) stalled = kNoDeadline;
     }
     if (!finishing && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
@@ -180,7 +180,7 @@ StatusOr<size_t> PeerConnection::Read(std::span<char> out, Deadline deadline,
 
 Status PeerConnection::Write(std::string_view bytes) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_) return Status::IOError("connection closed");
     outbox_.append(bytes);
   }
@@ -188,7 +188,7 @@ Status PeerConnection::Write(std::string_view bytes) {
   for (;;) {
     size_t before = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       before = outbox_.size();
       Status s = SendNow(fd_, &outbox_);
       if (!s.ok()) {
@@ -202,7 +202,7 @@ Status PeerConnection::Write(std::string_view bytes) {
     const int n = poll(&p, 1, PollTimeout(stalled));
     if (n < 0 && errno != EINTR) return Status::FromErrno("poll on a peer socket", errno);
     if (n == 0 && Now() >= stalled) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       outbox_.clear();
       return Status::IOError("the peer stopped reading for " +
                              std::to_string(static_cast<int>(limits_.write_timeout_seconds)) +

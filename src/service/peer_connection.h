@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/thread_annotations.h"
 
@@ -70,7 +71,7 @@ class PeerConnection {
   const int fd_;
   const int wake_fd_;  // an eventfd: Queue and Shutdown wake a Read waiting in poll
   const PeerLimits limits_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::string outbox_ GUARDED_BY(mu_);
   bool shutting_down_ GUARDED_BY(mu_) = false;
   bool closed_ GUARDED_BY(mu_) = false;

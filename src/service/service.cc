@@ -36,7 +36,7 @@ Json InfoJson(const ContextInfo& info) {
 
 bool Session::Send(const Json& message) {
   if (closed_) return false;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!sender_(message).ok()) closed_ = true;
   return !closed_;
 }
@@ -44,17 +44,17 @@ bool Session::Send(const Json& message) {
 void Session::Close() { closed_ = true; }
 
 void Session::Cancel(uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   cancelled_.insert(request_id);
 }
 
 bool Session::cancelled(uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return closed_ || cancelled_.count(request_id) > 0;
 }
 
 void Session::Forget(uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   cancelled_.erase(request_id);
 }
 
@@ -75,15 +75,15 @@ Service::~Service() { Drain(); }
 
 void Service::Drain() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     draining_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (worker_.joinable()) worker_.join();
 }
 
 size_t Service::queued() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queued_;
 }
 
@@ -163,7 +163,7 @@ Status Service::Enqueue(Job job) {
     // Validated now, so a bad field is answered at once rather than after the queue.
     LLMS_RETURN_IF_ERROR(ParseCall(job.request, Window(), model_->config().vocab_size).status());
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (draining_) return Status::Unavailable("llmsd is shutting down; retry after it restarts");
   std::deque<Job>& q = queues_[job.session->app()];
   if (q.size() >= limits_.max_queued_per_app) {
@@ -177,7 +177,7 @@ Status Service::Enqueue(Job job) {
   if (job.request.value("type", "") == "call") Activate(job);
   q.push_back(std::move(job));
   ++queued_;
-  cv_.notify_one();
+  cv_.NotifyOne();
   return Status::Ok();
 }
 
@@ -190,7 +190,7 @@ void Service::Activate(const Job& job) {
 }
 
 void Service::Deactivate(const Session* session, uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [first, last] = active_.equal_range(session->app());
   for (auto it = first; it != last; ++it) {
     if (it->second.id == id && it->second.session.lock().get() == session) {
@@ -201,7 +201,7 @@ void Service::Deactivate(const Session* session, uint64_t id) {
 }
 
 bool Service::ClaimContext(const Session* session, uint64_t id, uint64_t context) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [first, last] = active_.equal_range(session->app());
   ActiveCall* self = nullptr;
   for (auto it = first; it != last; ++it) {
@@ -220,7 +220,7 @@ bool Service::ClaimContext(const Session* session, uint64_t id, uint64_t context
 }
 
 bool Service::ContextBusy(const std::string& app, uint64_t context) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [first, last] = active_.equal_range(app);
   for (auto it = first; it != last; ++it) {
     if (it->second.started && it->second.context == context) return true;
@@ -239,7 +239,7 @@ Json Service::Cancel(const std::shared_ptr<Session>& session, const Json& reques
   }
   size_t cancelled = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto [first, last] = active_.equal_range(session->app());
     for (auto it = first; it != last; ++it) {
       std::shared_ptr<Session> owner = it->second.session.lock();
@@ -287,8 +287,8 @@ void Service::WorkerLoop() {
   for (;;) {
     Job job;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return queued_ > 0 || draining_; });
+      MutexLock lock(&mu_);
+      while (queued_ == 0 && !draining_) cv_.Wait(&lock);
       if (queued_ == 0) return;  // draining and nothing left
       if (!PopNext(&job)) continue;
     }

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -27,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/thread_annotations.h"
 #include "memory/kv_manager.h"
@@ -69,7 +69,7 @@ class Session {
  private:
   const std::string app_;
   const Sender sender_;
-  std::mutex mu_;
+  Mutex mu_;
   std::atomic<bool> closed_{false};
   std::set<uint64_t> cancelled_ GUARDED_BY(mu_);
 };
@@ -134,13 +134,13 @@ class Service {
 
   Status Enqueue(Job job);
   void WorkerLoop();
-  bool PopNext(Job* job);
+  bool PopNext(Job* job) REQUIRES(mu_);
   void Run(const Job& job);
   wire::Json Execute(Session* session, const wire::Json& request, Status* status);
   StatusOr<wire::Json> Create(Session* session, const wire::Json& request);
   wire::Json Cancel(const std::shared_ptr<Session>& session, const wire::Json& request,
                     Status* status);
-  void Activate(const Job& job);
+  void Activate(const Job& job) REQUIRES(mu_);
   void Deactivate(const Session* session, uint64_t id);
   // Makes `context` the call's own while it runs; false when another started call holds it
   // (the call then waits its turn: two calls' slices must not interleave in one context).
@@ -166,8 +166,8 @@ class Service {
   const std::string model_name_;
   const ServiceLimits limits_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable Mutex mu_;
+  CondVar cv_;
   std::map<std::string, std::deque<Job>> queues_ GUARDED_BY(mu_);  // by app
   std::string last_app_ GUARDED_BY(mu_);                           // round-robin position
   size_t queued_ GUARDED_BY(mu_) = 0;

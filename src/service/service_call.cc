@@ -43,11 +43,11 @@ struct Service::CallProgress {
 };
 
 void Service::Requeue(Job job) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const std::string app = job.session->app();
   queues_[app].push_back(std::move(job));
   ++queued_;
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 StatusOr<uint64_t> Service::CreateHttpContext(const std::string& app) {

@@ -115,14 +115,14 @@ StatusOr<std::unique_ptr<UnixServer>> UnixServer::Adopt(int fd, Service* service
 UnixServer::~UnixServer() {
   Stop();
   Disconnect();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return live_connections_ == 0; });
+  MutexLock lock(&mu_);
+  while (live_connections_ > 0) done_cv_.Wait(&lock);
   close(listen_fd_);
   if (!path_.empty()) unlink(path_.c_str());
 }
 
 bool UnixServer::Admit(const std::string& owner) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const size_t limit = tcp_ ? options_.max_tcp_connections : options_.max_connections_per_uid;
   size_t& open = per_owner_[owner];
   if (open < limit) {
@@ -162,7 +162,7 @@ void UnixServer::Serve() {
       continue;
     }
     StatusOr<std::shared_ptr<PeerConnection>> conn = PeerConnection::Adopt(fd, options_.peer);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!conn.ok() || stopping_) {
       if (conn.ok()) (*conn)->Close();
       --per_owner_[owner];
@@ -183,7 +183,7 @@ void UnixServer::Stop() {
 }
 
 void UnixServer::Disconnect() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& conn : open_) conn->Shutdown();
 }
 
@@ -227,11 +227,11 @@ void UnixServer::ServeConnection(std::shared_ptr<PeerConnection> conn, std::stri
     if (!n.ok() || *n == 0) break;
   }
   conn->Close();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   open_.erase(conn);
   --per_owner_[owner];
   --live_connections_;
-  done_cv_.notify_all();
+  done_cv_.NotifyAll();
 }
 
 void UnixServer::ServeNative(PeerConnection* conn, std::string_view head,

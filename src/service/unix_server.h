@@ -10,13 +10,13 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "base/thread_annotations.h"
 #include "service/http_server.h"
@@ -87,8 +87,8 @@ class UnixServer {
   const ServerOptions options_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> live_connections_{0};
-  std::mutex mu_;
-  std::condition_variable done_cv_;  // signalled when a connection ends
+  Mutex mu_;
+  CondVar done_cv_;  // signalled when a connection ends
   std::set<std::shared_ptr<PeerConnection>> open_ GUARDED_BY(mu_);
   std::map<std::string, size_t> per_owner_ GUARDED_BY(mu_);  // "uid:N" or "tcp" -> open
   int64_t last_refusal_log_ GUARDED_BY(mu_) = 0;

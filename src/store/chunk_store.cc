@@ -40,13 +40,16 @@ StatusOr<std::unique_ptr<ChunkStore>> ChunkStore::Open(Env* env, const std::stri
     return meta.status().WithContext("store " + dir + " is open in another ChunkStore");
   }
   if (!meta.ok()) return meta.status();
-  store->meta_ = std::move(meta).value();
+  {
+    MutexLock lock(&store->mu_);
+    store->meta_ = std::move(meta).value();
+  }
   LLMS_ASSIGN_OR_RETURN(store->data_, env->OpenRandomRWFile(store->data_path_, options.direct_io));
   // The directory entries of files created just now must survive power loss too.
   LLMS_RETURN_IF_ERROR(env->SyncDir(dir));
   LLMS_RETURN_IF_ERROR(store->Recover());
   {
-    std::lock_guard<std::mutex> lock(store->mu_);
+    MutexLock lock(&store->mu_);
     store->EnsureReserveLocked();
   }
   if (options.io_uring_depth > 0 && store->data_->NativeHandleOrMinusOne() >= 0) {
@@ -80,7 +83,7 @@ std::string ChunkStore::CheckRecoveredRow(const ChunkMeta& c, uint64_t file_size
 }
 
 Status ChunkStore::Recover() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LLMS_ASSIGN_OR_RETURN(MetaDb::AllChunks all, meta_->ListAllChunks());
   LLMS_ASSIGN_OR_RETURN(const uint64_t file_size, data_->Size());
   std::vector<RecoveryReport::DroppedChunk> dropped = std::move(all.undecodable);
@@ -106,7 +109,7 @@ Status ChunkStore::Recover() {
 StatusOr<uint64_t> ChunkStore::CreateContext(const std::string& app,
                                              std::span<const int32_t> tokens,
                                              const std::string& origin) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return meta_->CreateContext(app, tokens, origin, NowMs());
 }
 
@@ -121,7 +124,7 @@ Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, u
     return Status::ResourceExhausted("TEST_FailContextUpdates: " + dir_ + " is full");
   }
   const uint64_t drop = drop_chunks_from == kKeepChunks ? MetaDb::kAllChunks : drop_chunks_from;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LLMS_ASSIGN_OR_RETURN(auto dropped, meta_->UpdateContext(id, tokens, kv_tokens, drop, NowMs()));
   context_updates_++;
   RetireLocked(dropped);
@@ -129,12 +132,12 @@ Status ChunkStore::UpdateContext(uint64_t id, std::span<const int32_t> tokens, u
 }
 
 StatusOr<std::vector<ContextRecord>> ChunkStore::ListContexts() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return meta_->ListContexts();
 }
 
 Status ChunkStore::DeleteContext(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   StatusOr<std::vector<ChunkMeta>> dropped = meta_->DeleteContext(id);
   const std::string reserve = Join(dir_, fmt::kReserveFileName);
   if (dropped.status().code() == StatusCode::kResourceExhausted && env_->FileExists(reserve)) {
@@ -168,12 +171,12 @@ void ChunkStore::EnsureReserveLocked() {
 // ---- Chunk metadata ----
 
 StatusOr<std::vector<ChunkMeta>> ChunkStore::ListChunks(uint64_t context_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return meta_->ListChunks(context_id);
 }
 
 Status ChunkStore::DeleteChunk(uint64_t context_id, uint32_t chunk_index) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LLMS_ASSIGN_OR_RETURN(auto dropped,
                         meta_->DeleteChunks(context_id, chunk_index, chunk_index + 1ull));
   if (dropped.empty()) {
@@ -273,7 +276,7 @@ StatusOr<std::vector<ChunkMeta>> ChunkStore::WriteChunks(std::span<const ChunkWr
   LLMS_ASSIGN_OR_RETURN(std::vector<ChunkMeta> metas, PrepareWrites(writes));
   uint64_t need = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (ChunkMeta& m : metas) {
       m.extent_offset = extents_.Reserve(m.extent_length);
       need += m.extent_length;
@@ -289,7 +292,7 @@ StatusOr<std::vector<ChunkMeta>> ChunkStore::WriteChunks(std::span<const ChunkWr
   if (s.ok() && test_fail_before_commit_) {
     s = Status::IOError("TEST_FailBeforeCommit: crashed between data sync and commit");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (s.ok()) {
     StatusOr<std::vector<ChunkMeta>> replaced = meta_->PutChunks(metas);
     if (replaced.ok()) {
@@ -317,7 +320,7 @@ StoreStats ChunkStore::stats() const {
   s.context_updates = context_updates_;
   s.checksum_failures = checksum_failures_;
   s.direct_io = data_->direct_io_active();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   s.data_file_bytes = extents_.end();
   s.live_bytes = extents_.live_bytes();
   s.free_bytes = extents_.hole_bytes();

@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "env/env.h"
 #include "store/extent_map.h"
 #include "store/store_types.h"
@@ -154,17 +156,17 @@ class ChunkStore {
  private:
   Status Recover();
   // Why the committed row `c` cannot be trusted, or empty; `file_size` is chunks.dat's size.
-  std::string CheckRecoveredRow(const ChunkMeta& c, uint64_t file_size);
+  std::string CheckRecoveredRow(const ChunkMeta& c, uint64_t file_size) REQUIRES(mu_);
 
   StatusOr<std::vector<ChunkMeta>> PrepareWrites(std::span<const ChunkWrite> writes) const;
   Status WriteExtents(std::span<const ChunkMeta> metas, std::span<const ChunkWrite> writes);
-  Status FullStatusLocked(const Status& s, uint64_t need) const;
+  Status FullStatusLocked(const Status& s, uint64_t need) const REQUIRES(mu_);
   // Gives the extents of deleted or replaced rows back and shrinks chunks.dat if its tail is
   // free. REQUIRES: mu_ held.
-  void RetireLocked(std::span<const ChunkMeta> rows);
-  void ShrinkLocked();
+  void RetireLocked(std::span<const ChunkMeta> rows) REQUIRES(mu_);
+  void ShrinkLocked() REQUIRES(mu_);
   // Creates the reserve file when it is missing and the disk has room (best effort).
-  void EnsureReserveLocked();
+  void EnsureReserveLocked() REQUIRES(mu_);
 
   // The read pipeline: pin (under mu_), read and verify (outside it), unpin. With `merge`,
   // requests close together on disk share one device request.
@@ -180,10 +182,10 @@ class ChunkStore {
   std::unique_ptr<RandomRWFile> data_;  // set in Open, then immutable
   RecoveryReport recovery_;             // set in Open, then immutable
 
-  mutable std::mutex mu_;
-  std::unique_ptr<MetaDb> meta_;  // guarded by mu_
-  ExtentMap extents_;             // guarded by mu_
-  uint64_t file_size_ = 0;        // guarded by mu_; upper bound of chunks.dat's size
+  mutable Mutex mu_;
+  std::unique_ptr<MetaDb> meta_ GUARDED_BY(mu_);
+  ExtentMap extents_ GUARDED_BY(mu_);
+  uint64_t file_size_ GUARDED_BY(mu_) = 0;  // upper bound of chunks.dat's size
 
   // Set in Open, then immutable; null without io_uring. uring_mu_ lets one batch use the ring
   // at a time; a batch that finds it busy uses pread rather than wait.

@@ -80,7 +80,7 @@ Status ChunkStore::Read(std::span<Pinned> reqs, bool merge) {
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (Pinned& p : reqs) {
       if (!p.status.ok()) continue;
       const ChunkMeta& m = *p.meta;
@@ -93,7 +93,7 @@ Status ChunkStore::Read(std::span<Pinned> reqs, bool merge) {
   }
   ReadPinned(reqs, merge);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (Pinned& p : reqs) {
       if (p.pinned) extents_.Unpin(p.meta->extent_offset);
     }
