@@ -29,6 +29,7 @@ class Stopwatch {
   double Seconds() const { return clock_->MonotonicSeconds() - start_; }
   // The monotonic time it started at (to compare with other stopwatches of the same clock).
   double start() const { return start_; }
+  const Clock* clock() const { return clock_; }
   void Restart() { start_ = clock_->MonotonicSeconds(); }
 
  private:

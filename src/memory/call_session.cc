@@ -43,6 +43,7 @@ CallSession::CallSession(KvManager* manager, Context* ctx, std::vector<int32_t> 
       prompt_(std::move(prompt)),
       options_(options),
       limits_(limits),
+      call_(manager->options_.clock),
       state_(&manager->engine_->model().tokenizer(), options) {}
 
 StatusOr<std::unique_ptr<CallSession>> CallSession::Begin(KvManager* m, const std::string& app,
@@ -361,7 +362,7 @@ StatusOr<CallResult> CallSession::End() {
                          ": the call's text could not be saved, so the context is back where the "
                          "call began");
   }
-  ctx_->last_used_unix_ms = Clock::Real()->UnixMillis();
+  ctx_->last_used_unix_ms = m_->options_.clock->UnixMillis();
   ctx_->locked = false;
   if (m_->store_ != nullptr && m_->options_.policy.ahead_of_time_swap) {
     // Global planning re-levels every unlocked context's chunks: their new versions too.

@@ -74,7 +74,7 @@ StatusOr<uint64_t> KvManager::CreateContext(const std::string& app, std::span<co
                                             const std::string& origin) {
   MutexLock lock(&mu_);
   LLMS_ASSIGN_OR_RETURN(Context * ctx,
-                        table_.Create(app, prefix, origin, Clock::Real()->UnixMillis()));
+                        table_.Create(app, prefix, origin, options_.clock->UnixMillis()));
   return ctx->id;
 }
 

@@ -48,6 +48,9 @@ struct KvManagerOptions {
   // true writes a scratch context and deletes it (benchmarks and replay on an empty store).
   bool measure_reads_with_scratch = true;
   CostModel cost;
+  // Times calls (their statistics) and dates contexts (last use). Must outlive the manager; a
+  // ManualClock makes both deterministic in tests.
+  const Clock* clock = Clock::Real();
 };
 
 // What one call did.

@@ -58,8 +58,9 @@ Status Restorer::Start(KvCache* cache, const Stopwatch& call) {
     cache->PutChunk(load_[k], std::move(chunk));
   }
   if (load_.empty()) return Status::Ok();
+  clock_ = call.clock();
   io_start_ = call.Seconds();
-  const Stopwatch io;
+  const Stopwatch io(call.clock());
   if (bulk_) {
     ReadWhole(cache);
     io_seconds_ = io.Seconds();
@@ -122,8 +123,8 @@ void Restorer::ReadLayerGroup(KvCache* cache, size_t first, size_t count) {
 
 std::function<Status(size_t)> Restorer::BeforeLayer(KvCache* cache) {
   if (load_.empty()) return nullptr;
-  return [this, cache](size_t layer) -> Status {
-    const Stopwatch wait;
+  return [this, cache, clock = clock_](size_t layer) -> Status {
+    const Stopwatch wait(clock);
     MutexLock lock(&mu_);
     while (layers_done_ <= layer) cv_.Wait(&lock);
     io_wait_ += wait.Seconds();

@@ -44,7 +44,7 @@ class Restorer {
             const CostModel& cost, RestoreMode mode);
   // Allocates the chunks to read in `cache` and starts reading (a bulk read finishes here).
   // The allocations may evict other contexts' chunks, so this runs before the pass. `call`
-  // times the call (ready_seconds counts from its start).
+  // times the call (ready_seconds counts from its start; the reads are timed on its clock).
   Status Start(KvCache* cache, const Stopwatch& call);
   // ForwardOptions::before_layer for the pass: waits for layer `l` of every chunk read.
   std::function<Status(size_t)> BeforeLayer(KvCache* cache);
@@ -72,6 +72,7 @@ class Restorer {
   std::vector<ChunkMeta> metas_;          // stored copies of load_, parallel to it
   std::vector<std::vector<float>> sums_, counts_;
   bool bulk_ = false;
+  const Clock* clock_ = Clock::Real();  // the call's
   double io_start_ = 0, io_seconds_ = 0, io_wait_ = 0;
   Mutex mu_;
   CondVar cv_;

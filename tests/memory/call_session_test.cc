@@ -17,7 +17,8 @@ constexpr char kApp[] = "app";
 
 class CallSessionTest : public testing::DefaultEngineTest {
  protected:
-  void Open(const Policy& policy, size_t budget, Env* env = Env::Default()) {
+  void Open(const Policy& policy, size_t budget, Env* env = Env::Default(),
+            const Clock* clock = Clock::Real()) {
     manager_.reset();
     store_.reset();
     auto store = ChunkStore::Open(env, dir_.path(), ChunkStore::Options{});
@@ -28,6 +29,7 @@ class CallSessionTest : public testing::DefaultEngineTest {
     o.budget_bytes = budget;
     o.background_writer = false;
     o.measure_cost = false;
+    o.clock = clock;
     auto manager = KvManager::Open(engine_.get(), store_.get(), o);
     ASSERT_OK(manager);
     manager_ = std::move(manager).value();
@@ -138,6 +140,22 @@ TEST_F(CallSessionTest, ASessionDroppedWithoutEndPutsTheContextBack) {
   auto again = manager_->Call(kApp, *id, more, Greedy(3), nullptr);
   ASSERT_OK(again);
   ASSERT_OK(manager_->CheckInvariants());
+}
+
+// The manager's clock dates contexts and times calls: a ManualClock makes both deterministic
+// (the setup before a pass, on a clock that does not move, takes no time).
+TEST_F(CallSessionTest, TheClockIsTheManagers) {
+  ManualClock clock;
+  clock.Advance(10);
+  ASSERT_NO_FATAL_FAILURE(Open(Policy::Llms(), size_t{64} << 20, Env::Default(), &clock));
+  auto id = manager_->CreateContext(kApp, {});
+  ASSERT_OK(id);
+  EXPECT_EQ(manager_->GetContextInfo(kApp, *id)->last_used_unix_ms, clock.UnixMillis());
+  clock.Advance(5);
+  auto r = manager_->Call(kApp, *id, Story(30), Greedy(2), nullptr);
+  ASSERT_OK(r);
+  EXPECT_EQ(manager_->GetContextInfo(kApp, *id)->last_used_unix_ms, clock.UnixMillis());
+  EXPECT_EQ(r->stats.first_token_seconds, r->generation.prefill_seconds);  // no setup time
 }
 
 }  // namespace
