@@ -131,72 +131,66 @@ std::string Authenticate(Exchange& x, const HttpPeer& peer, const HttpOptions& o
   return "";
 }
 
-// Waits for the call's next reply; cancels the call when the client hangs up meanwhile.
-Json NextReply(ReplyQueue& queue, PeerConnection* conn, Session& session, uint64_t id) {
-  for (;;) {
-    if (std::optional<Json> m = queue.Pop(0.25)) return std::move(*m);
-    if (conn->PeerHungUp()) session.Cancel(id);  // the worker then ends the call
-  }
-}
-
 std::string ChunkedData(std::string_view data) {
   char size[32];
   std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
   return std::string(size) + std::string(data) + "\r\n";
 }
 
-// Runs one OpenAI request through the service: as JSON, or streamed as server-sent events.
-void Generate(Exchange& x, Service* service, const std::string& app, openai::Endpoint endpoint) {
-  StatusOr<openai::Request> parsed = openai::ParseRequest(endpoint, x.body);
-  if (!parsed.ok()) return Fail(x, parsed.status());
-  openai::Request r = std::move(parsed).value();
+// A placed call's replies, as the HTTP thread reads them.
+struct CallReplies {
+  static constexpr uint64_t kId = 1;
+  std::shared_ptr<ReplyQueue> queue;
+  std::shared_ptr<Session> session;
+  // Waits for the next reply; cancels the call when the client hangs up meanwhile.
+  Json Next(PeerConnection* conn) {
+    for (;;) {
+      if (std::optional<Json> m = queue->Pop(0.25)) return std::move(*m);
+      if (conn->PeerHungUp()) session->Cancel(kId);  // the worker then ends the call
+    }
+  }
+};
+
+// The request of a generating endpoint: its body parsed, a chat rendered as text.
+StatusOr<openai::Request> ParseGeneration(const Exchange& x, const Service& service,
+                                          openai::Endpoint endpoint) {
+  LLMS_ASSIGN_OR_RETURN(openai::Request r, openai::ParseRequest(endpoint, x.body));
   if (endpoint == openai::Endpoint::kChat) {
-    StatusOr<Json> body = wire::ParseJson(x.body);  // ParseRequest accepted it
-    if (!body.ok()) return Fail(x, body.status());
-    StatusOr<std::string> text =
-        openai::RenderChat((*body)["messages"], service->model().config().chat_template, &r.stop);
-    if (!text.ok()) return Fail(x, text.status());
-    r.text = std::move(text).value();
+    LLMS_ASSIGN_OR_RETURN(Json body, wire::ParseJson(x.body));  // ParseRequest accepted it
+    LLMS_ASSIGN_OR_RETURN(
+        r.text,
+        openai::RenderChat(body["messages"], service.model().config().chat_template, &r.stop));
   }
   if (const auto header = x.request["X-Llms-Context"]; !header.empty() && r.context == 0) {
     r.context = std::strtoull(std::string(header).c_str(), nullptr, 10);
   }
-  auto queue = std::make_shared<ReplyQueue>();
-  auto session = std::make_shared<Session>(app, [queue](const Json& m) { return queue->Push(m); });
-  constexpr uint64_t kCallId = 1;
-  PlacedCall placed{r.text, r.context,
-                    Json{{"max_tokens", r.max_tokens},
-                         {"temperature", r.temperature},
-                         {"top_p", r.top_p},
-                         {"seed", r.seed}}};
-  if (!r.stop.empty()) placed.call["stop"] = r.stop;
-  service->HandlePlaced(session, kCallId, std::move(placed));
-  const std::string model = service->model_name();
-  const std::string id_prefix = endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-";
-  Json m = NextReply(*queue, x.conn, *session, kCallId);
-  const uint64_t placed_context = m.value("context", uint64_t{0});
-  if (m.value("type", "") == "placed") m = NextReply(*queue, x.conn, *session, kCallId);
-  if (!r.stream) {
-    while (m.value("type", "") == "token") m = NextReply(*queue, x.conn, *session, kCallId);
-    if (m.value("type", "") == "error") return Fail(x, wire::StatusFromError(m));
-    const uint64_t context = m.value("context", uint64_t{0});
-    const Json usage = m.value("usage", Json::object());
-    Json body = openai::Completion(
-        r, model, id_prefix + std::to_string(context) + "-" + std::to_string(++response_serial),
-        m.value("text", ""), m.value("stop_reason", ""), usage);
-    body["llms"] = Json{{"context", context},
-                        {"reused_tokens", usage.value("cached_tokens", size_t{0})},
-                        {"stats", m.value("stats", Json::object())}};
-    return RespondJson(x, http::status::ok, body, "X-Llms-Context", std::to_string(context));
-  }
-  // The stream's status and headers go out once the call is placed, so a request that fails
-  // before (a bad context, a limit) still gets a plain HTTP error.
+  return r;
+}
+
+// The whole reply as one JSON body, once the call is done (`m`: its first reply after placing).
+void RespondWhole(Exchange& x, const openai::Request& r, const std::string& model,
+                  const std::string& id_prefix, CallReplies& replies, Json m) {
+  while (m.value("type", "") == "token") m = replies.Next(x.conn);
   if (m.value("type", "") == "error") return Fail(x, wire::StatusFromError(m));
+  const uint64_t context = m.value("context", uint64_t{0});
+  const Json usage = m.value("usage", Json::object());
+  Json body = openai::Completion(
+      r, model, id_prefix + std::to_string(context) + "-" + std::to_string(++response_serial),
+      m.value("text", ""), m.value("stop_reason", ""), usage);
+  body["llms"] = Json{{"context", context},
+                      {"reused_tokens", usage.value("cached_tokens", size_t{0})},
+                      {"stats", m.value("stats", Json::object())}};
+  RespondJson(x, http::status::ok, body, "X-Llms-Context", std::to_string(context));
+}
+
+// The reply as server-sent events, ending with [DONE]. A client that goes away cancels the call.
+void StreamEvents(Exchange& x, const openai::Request& r, const std::string& model,
+                  const std::string& id_prefix, uint64_t context, CallReplies& replies, Json m) {
   http::response<http::empty_body> head{http::status::ok, x.request.version()};
   head.set(http::field::server, "llmsd");
   head.set(http::field::content_type, "text/event-stream");
   head.set(http::field::cache_control, "no-cache");
-  head.set("X-Llms-Context", std::to_string(placed_context));
+  head.set("X-Llms-Context", std::to_string(context));
   head.keep_alive(x.keep_alive);
   head.chunked(true);
   Send(x, Serialized(head.base()));
@@ -206,27 +200,49 @@ void Generate(Exchange& x, Service* service, const std::string& app, openai::End
     if (streaming && !x.conn->Write(ChunkedData("data: " + data + "\n\n")).ok()) {
       streaming = false;
       x.keep_alive = false;
-      session->Cancel(kCallId);  // the client went away: stop generating for it
+      replies.session->Cancel(CallReplies::kId);  // stop generating for a client that left
     }
   };
-  for (;; m = NextReply(*queue, x.conn, *session, kCallId)) {
-    const std::string type = m.value("type", "");
-    if (type == "token") {
-      event(wire::Serialize(openai::Chunk(r, model, id, m.value("text", ""), nullptr)));
-      continue;
-    }
-    if (type == "error") {
-      event(wire::Serialize(openai::Error(wire::StatusFromError(m))));
-    } else {
-      const std::string reason = m.value("stop_reason", "") == "length" ? "length" : "stop";
-      Json last = openai::Chunk(r, model, id, "", reason.c_str());
-      if (r.include_usage) last["usage"] = openai::Usage(m.value("usage", Json::object()));
-      event(wire::Serialize(last));
-    }
-    event("[DONE]");
-    break;
+  for (; m.value("type", "") == "token"; m = replies.Next(x.conn)) {
+    event(wire::Serialize(openai::Chunk(r, model, id, m.value("text", ""), nullptr)));
   }
+  if (m.value("type", "") == "error") {
+    event(wire::Serialize(openai::Error(wire::StatusFromError(m))));
+  } else {
+    const std::string reason = m.value("stop_reason", "") == "length" ? "length" : "stop";
+    Json last = openai::Chunk(r, model, id, "", reason.c_str());
+    if (r.include_usage) last["usage"] = openai::Usage(m.value("usage", Json::object()));
+    event(wire::Serialize(last));
+  }
+  event("[DONE]");
   if (streaming) Send(x, "0\r\n\r\n");
+}
+
+// Runs one OpenAI request through the service: as JSON, or streamed as server-sent events.
+void Generate(Exchange& x, Service* service, const std::string& app, openai::Endpoint endpoint) {
+  StatusOr<openai::Request> parsed = ParseGeneration(x, *service, endpoint);
+  if (!parsed.ok()) return Fail(x, parsed.status());
+  const openai::Request r = std::move(parsed).value();
+  CallReplies replies;
+  replies.queue = std::make_shared<ReplyQueue>();
+  replies.session = std::make_shared<Session>(
+      app, [queue = replies.queue](const Json& m) { return queue->Push(m); });
+  PlacedCall placed{r.text, r.context,
+                    Json{{"max_tokens", r.max_tokens},
+                         {"temperature", r.temperature},
+                         {"top_p", r.top_p},
+                         {"seed", r.seed}}};
+  if (!r.stop.empty()) placed.call["stop"] = r.stop;
+  service->HandlePlaced(replies.session, CallReplies::kId, std::move(placed));
+  const std::string id_prefix = endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-";
+  Json m = replies.Next(x.conn);
+  const uint64_t context = m.value("context", uint64_t{0});
+  if (m.value("type", "") == "placed") m = replies.Next(x.conn);
+  if (!r.stream) return RespondWhole(x, r, service->model_name(), id_prefix, replies, m);
+  // The stream's status and headers go out once the call is placed, so a request that fails
+  // before (a bad context, a limit) still gets a plain HTTP error.
+  if (m.value("type", "") == "error") return Fail(x, wire::StatusFromError(m));
+  StreamEvents(x, r, service->model_name(), id_prefix, context, replies, m);
 }
 
 // Runs one native request (list, delete) for an HTTP route and waits for its reply.
