@@ -53,6 +53,16 @@ class RandomRWFile {
   // Reads up to out.size() bytes at `offset` and returns how many were read: fewer only when
   // the file ends first (0 at or past the end). Errors are IOError naming the path and offset.
   virtual StatusOr<size_t> Read(uint64_t offset, std::span<uint8_t> out) = 0;
+  // One range of ReadMany.
+  struct ReadRequest {
+    uint64_t offset = 0;
+    std::span<uint8_t> out;
+    size_t done = 0;  // out: bytes read, as Read returns
+    Status status;    // out: as Read's
+  };
+  // Reads several ranges as one batch, as a device with a command queue takes them: each as
+  // Read would, with its own result. The default reads them one after another.
+  virtual void ReadMany(std::span<ReadRequest> requests);
   // Writes all of `data` at `offset`, extending the file if needed. Not durable until Sync.
   // ResourceExhausted when the file system is full (ENOSPC); some bytes may then be written.
   virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;

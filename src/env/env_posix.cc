@@ -272,6 +272,14 @@ Status NotSupported(const char* what) {
 
 }  // namespace
 
+void RandomRWFile::ReadMany(std::span<ReadRequest> requests) {
+  for (ReadRequest& r : requests) {
+    StatusOr<size_t> n = Read(r.offset, r.out);
+    r.done = n.ok() ? *n : 0;
+    r.status = n.status();
+  }
+}
+
 StatusOr<std::unique_ptr<RandomRWFile>> Env::OpenRandomRWFile(const std::string&, bool) {
   return NotSupported("OpenRandomRWFile");
 }

@@ -176,15 +176,25 @@ void ChunkStore::ReadPinned(std::span<Pinned> reqs, bool merge) {
       return;
     }
   }
-  std::vector<AlignedBuffer> pool;  // one buffer, cycled through the requests
-  for (size_t b = 0; b < batch.size(); ++b) {
-    batch[b].status = take(b, &pool);
-    if (batch[b].status.ok()) {
-      StatusOr<size_t> n = data_->Read(batch[b].offset, batch[b].buf);
-      if (n.ok()) batch[b].done = *n;
-      batch[b].status = n.status();
+  // Without the ring: groups of up to kReadBufferPool requests go to the file as one batch (a
+  // shaped device queues them together), their buffers cycled from group to group.
+  std::vector<AlignedBuffer> pool;
+  for (size_t first = 0; first < batch.size(); first += kReadBufferPool) {
+    const size_t end = std::min(batch.size(), first + kReadBufferPool);
+    std::vector<RandomRWFile::ReadRequest> group;
+    std::vector<size_t> members;
+    for (size_t b = first; b < end; ++b) {
+      batch[b].status = take(b, &pool);
+      if (!batch[b].status.ok()) continue;
+      group.push_back({batch[b].offset, batch[b].buf, 0, Status()});
+      members.push_back(b);
     }
-    finish(b, &pool);
+    data_->ReadMany(group);
+    for (size_t k = 0; k < group.size(); ++k) {
+      batch[members[k]].done = group[k].done;
+      batch[members[k]].status = group[k].status;
+    }
+    for (size_t b = first; b < end; ++b) finish(b, &pool);
   }
 }
 

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "base/clock.h"
+#include "env/shaped_env.h"
 #include "store/store_format.h"
 #include "testutil/store_util.h"
 #include "testutil/testutil.h"
@@ -469,6 +471,34 @@ TEST_F(ChunkStoreTest, ConcurrentWriterReaderDeleter) {
   EXPECT_GT(reads_ok, 0);
   const StoreStats s = store->stats();
   EXPECT_EQ(s.checksum_failures, 0u);
+}
+
+// On a shaped device without io_uring, a batch of layer reads reaches the file as one queue
+// submission: twelve reads on the UFS class pay about one fixed cost, not twelve in a row.
+TEST_F(ChunkStoreTest, BatchedReadsShareTheQueueOfAShapedDevice) {
+  ManualClock clock;
+  const FlashClass ufs = *FlashClassByName("ufs");
+  ShapedEnv env(Env::Default(), ufs, &clock, [&clock](double until) {
+    if (until > clock.MonotonicSeconds()) clock.Advance(until - clock.MonotonicSeconds());
+  });
+  auto store = ChunkStore::Open(&env, path_, {});
+  ASSERT_OK(store);
+  EXPECT_FALSE((*store)->stats().io_uring);  // the shaped file hides its descriptor
+  auto ctx = (*store)->CreateContext("app", {});
+  ASSERT_OK(ctx);
+  std::vector<ChunkMeta> metas;
+  for (uint32_t i = 0; i < 12; ++i) metas.push_back(Write(store->get(), *ctx, i, i, 6, 3000));
+  std::vector<std::vector<uint8_t>> outs(12, std::vector<uint8_t>(3000));
+  std::vector<ChunkStore::LayerRead> reads;
+  for (uint32_t i = 0; i < 12; ++i) reads.push_back({&metas[i], 3, outs[i], Status()});
+  const double before = clock.MonotonicSeconds();
+  ASSERT_OK((*store)->ReadLayers(reads));
+  const double took = clock.MonotonicSeconds() - before;
+  EXPECT_GT(took, ufs.read_seconds_per_request);
+  EXPECT_LT(took, 2 * ufs.read_seconds_per_request);
+  for (uint32_t i = 0; i < 12; ++i) {
+    EXPECT_TRUE(std::equal(outs[i].begin(), outs[i].end(), Payload(metas[i], i).begin() + 9000));
+  }
 }
 
 }  // namespace
