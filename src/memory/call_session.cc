@@ -90,6 +90,8 @@ Status CallSession::Admit() {
     }
   }
   PlanRestore();
+  // Room for the chunks to read first, so that their dirty victims are written as one batch.
+  (void)m_->MakeRoom(restorer_->load_bytes());
   return restorer_->Start(ctx_->cache.get(), call_);
 }
 

@@ -32,6 +32,10 @@ struct ChunkWriterHooks {
   std::function<void(const WriteJob&, ChunkMeta stored)> written;
 };
 
+// Every Queue without a thread, every WriteNow and every background batch is one store write of
+// all its chunks (one data sync, one transaction): a call's changed chunks or an eviction's
+// victims cost one sync, not one each.
+//
 // Thread safety: every method may be called from any thread. Writes are serialized. Lock order:
 // the writer's write lock, then the owner's lock inside the hooks; never the reverse.
 class ChunkWriter {
@@ -42,8 +46,9 @@ class ChunkWriter {
   ~ChunkWriter();  // writes what is queued, then stops
 
   void Queue(std::vector<WriteJob> jobs);
-  // Writes one job now (an eviction). The store's error when it fails.
-  Status WriteNow(WriteJob job);
+  // Writes jobs now (the dirty victims of an eviction), as one store batch. The store's error
+  // when it fails.
+  Status WriteNow(std::vector<WriteJob> jobs);
   // Waits until every queued job has been written. Returns the last failure of a queued write
   // since the previous Flush (a full disk, say), or OK.
   Status Flush();
@@ -55,8 +60,11 @@ class ChunkWriter {
 
  private:
   void Loop();
-  StatusOr<size_t> Write(WriteJob job);
-  Status WriteForCall(WriteJob job);
+  // At most this many queued jobs go into one background batch (bounds one transaction).
+  static constexpr size_t kMaxBatchJobs = 256;
+  StatusOr<size_t> Write(std::vector<WriteJob> jobs);
+  StatusOr<size_t> WriteLocked(std::vector<WriteJob> jobs) REQUIRES(write_mu_);
+  Status WriteForCall(std::vector<WriteJob> jobs);
 
   ChunkStore* const store_;
   const ChunkWriterHooks hooks_;

@@ -1,6 +1,7 @@
 #include "memory/evictor.h"
 
 #include <algorithm>
+#include <set>
 
 namespace llms {
 
@@ -31,19 +32,46 @@ void Evictor::Remove(ChunkId id) {
   where_.erase(it);
 }
 
+std::vector<ChunkId> Evictor::ContextChunks(uint64_t context) const {
+  std::vector<ChunkId> all;  // in chunk order
+  for (const auto& [id, key] : where_) {
+    if (id.context == context) all.push_back(id);
+  }
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 std::vector<ChunkId> Evictor::NextVictims(
     const std::function<bool(uint64_t context)>& locked) const {
   for (const auto& [key, id] : queue_) {
     if (locked(id.context)) continue;
     if (unit_ == EvictionUnit::kChunk) return {id};
-    std::vector<ChunkId> all;  // the whole context, in chunk order
-    for (const auto& [other, where] : where_) {
-      if (other.context == id.context) all.push_back(other);
-    }
-    std::sort(all.begin(), all.end());
-    return all;
+    return ContextChunks(id.context);
   }
   return {};
+}
+
+std::vector<ChunkId> Evictor::VictimsFor(size_t bytes,
+                                         const std::function<bool(uint64_t context)>& locked,
+                                         const std::function<size_t(ChunkId)>& bytes_of) const {
+  std::vector<ChunkId> victims;
+  std::set<uint64_t> whole;  // contexts taken whole (the context unit)
+  size_t freed = 0;
+  for (const auto& [key, id] : queue_) {
+    if (freed >= bytes) break;
+    if (locked(id.context)) continue;
+    if (unit_ == EvictionUnit::kChunk) {
+      victims.push_back(id);
+      freed += bytes_of(id);
+      continue;
+    }
+    if (!whole.insert(id.context).second) continue;
+    for (const ChunkId& c : ContextChunks(id.context)) {
+      victims.push_back(c);
+      freed += bytes_of(c);
+    }
+  }
+  return victims;
 }
 
 }  // namespace llms

@@ -4,6 +4,7 @@
 // context at once. Chunks of locked contexts (a call holds them) are passed over.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,11 +46,16 @@ class Evictor {
   // The chunks to evict next: the first chunk in eviction order whose context `locked` does not
   // name, or every resident chunk of its context when the unit is the context. Empty when none.
   std::vector<ChunkId> NextVictims(const std::function<bool(uint64_t context)>& locked) const;
+  // The victims, in eviction order, whose bytes (`bytes_of`) add up to at least `bytes`: a set
+  // written out in one batch before it is dropped. Fewer when not enough is evictable.
+  std::vector<ChunkId> VictimsFor(size_t bytes, const std::function<bool(uint64_t context)>& locked,
+                                  const std::function<size_t(ChunkId)>& bytes_of) const;
 
  private:
   // (level rank: 0 first, last-use tick, id): the map's order is the eviction order.
   using Key = std::tuple<int, uint64_t, ChunkId>;
   int Rank(KvLevel level) const;
+  std::vector<ChunkId> ContextChunks(uint64_t context) const;
   void Insert(ChunkId id, KvLevel level, uint64_t tick);
 
   const EvictionOrder order_;

@@ -163,11 +163,17 @@ class KvManager : private KvChunkAllocator {
 
   // Evicts until `bytes` more fit in the budget, writing dirty victims first. Before a pass.
   Status MakeRoom(size_t bytes);
+  // Evicts victims worth `bytes`, those flash lacks written as one batch first; false when
+  // nothing could be evicted.
+  bool EvictBatch(size_t bytes);
   // Evicts the next victims; false when there is none (or, with writes not allowed, when the
   // next one is dirty).
   bool EvictNext(bool allow_writes);
   // Releases mu_ around the write of a dirty victim.
   Status EvictChunk(Context* ctx, size_t index) REQUIRES(mu_);
+  bool DropChunk(Context* ctx, size_t index) REQUIRES(mu_);
+  // The chunk must be written before it may be dropped (the policy keeps chunks on flash).
+  bool NeedsWrite(const ChunkState& s) const;
   WriteJob MakeWriteJob(const Context& ctx, size_t index) REQUIRES(mu_);
   void QueueWrites(Context* ctx) REQUIRES(mu_);
   void Touch(Context* ctx, size_t index) REQUIRES(mu_);

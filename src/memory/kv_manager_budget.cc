@@ -1,7 +1,7 @@
-// KvManager: the budget. Room is made before a pass by evicting in the policy's order, writing a
-// dirty victim to flash first when the policy keeps chunks there; inside a pass only chunks that
-// need no write may go, so no flash I/O ever runs between two layers. Changed chunks are queued
-// for the chunk writer when a call ends (ahead-of-time swap-out).
+// KvManager: the budget. Room is made before a pass by evicting in the policy's order, the
+// victims that flash lacks written first as one batch when the policy keeps chunks there; inside a
+// pass only chunks that need no write may go, so no flash I/O ever runs between two layers. Changed
+// chunks are queued for the chunk writer when a call ends (ahead-of-time swap-out).
 #include <cstring>
 
 #include "memory/kv_manager.h"
@@ -34,9 +34,46 @@ void KvManager::Release(size_t bytes) { budget_.Release(bytes); }
 Status KvManager::MakeRoom(size_t bytes) {
   bytes = std::min(bytes, budget_.limit());  // the pass evicts clean chunks for the rest
   while (budget_.limit() - budget_.used() < bytes) {
-    if (!EvictNext(/*allow_writes=*/true)) return Status::Ok();  // the pass says what is short
+    if (!EvictBatch(bytes - (budget_.limit() - budget_.used()))) return Status::Ok();
   }
   return Status::Ok();
+}
+
+bool KvManager::EvictBatch(size_t bytes) {
+  MutexLock lock(&mu_);
+  const std::vector<ChunkId> victims = evictor_.VictimsFor(
+      bytes,
+      [this](uint64_t context) NO_THREAD_SAFETY_ANALYSIS {
+        return ContextLocked(context);  // called under mu_, inside VictimsFor
+      },
+      [this](ChunkId id) NO_THREAD_SAFETY_ANALYSIS {
+        const Context* ctx = table_.FindById(id.context);
+        const KvChunk* chunk = ctx != nullptr ? ctx->cache->chunk(id.chunk) : nullptr;
+        return chunk != nullptr ? chunk->bytes() : size_t{0};
+      });
+  if (victims.empty()) return false;
+  // The victims that flash lacks are written together: one sync for the whole set.
+  std::vector<WriteJob> jobs;
+  for (const ChunkId& v : victims) {
+    const Context* ctx = table_.FindById(v.context);
+    if (ctx != nullptr && v.chunk < ctx->chunks.size() && NeedsWrite(ctx->chunks[v.chunk])) {
+      jobs.push_back(MakeWriteJob(*ctx, v.chunk));
+    }
+  }
+  if (!jobs.empty()) {
+    mu_.Unlock();  // the writer takes mu_ in its hooks
+    const Status written = writer_->WriteNow(std::move(jobs));
+    mu_.Lock();
+    if (!written.ok()) return false;
+  }
+  bool dropped = false;
+  for (const ChunkId& v : victims) {
+    Context* ctx = table_.FindById(v.context);  // the lock was released around the write
+    if (ctx == nullptr || ctx->locked || v.chunk >= ctx->chunks.size()) continue;
+    if (NeedsWrite(ctx->chunks[v.chunk])) continue;  // changed meanwhile: not written
+    dropped = DropChunk(ctx, v.chunk) || dropped;
+  }
+  return dropped;
 }
 
 bool KvManager::EvictNext(bool allow_writes) {
@@ -49,8 +86,7 @@ bool KvManager::EvictNext(bool allow_writes) {
   Context* ctx = table_.FindById(victims[0].context);
   if (ctx == nullptr) return false;
   for (const ChunkId& v : victims) {
-    const ChunkState& s = ctx->chunks[v.chunk];
-    if (!allow_writes && options_.policy.keep_on_flash && (s.dirty || !s.on_flash)) return false;
+    if (!allow_writes && NeedsWrite(ctx->chunks[v.chunk])) return false;
   }
   for (const ChunkId& v : victims) {
     if (!EvictChunk(ctx, v.chunk).ok()) return false;
@@ -58,30 +94,40 @@ bool KvManager::EvictNext(bool allow_writes) {
   return true;
 }
 
+bool KvManager::NeedsWrite(const ChunkState& s) const {
+  return options_.policy.keep_on_flash && (s.dirty || !s.on_flash);
+}
+
 // Drops a resident chunk, writing it first when the flash copy is missing or stale (unless the
 // policy keeps nothing on flash). The lock is released around the write.
 Status KvManager::EvictChunk(Context* ctx, size_t index) {
   const uint64_t id = ctx->id;
-  ChunkState* s = &ctx->chunks[index];
-  if (options_.policy.keep_on_flash && (s->dirty || !s->on_flash)) {
-    WriteJob job = MakeWriteJob(*ctx, index);
+  if (NeedsWrite(ctx->chunks[index])) {
+    std::vector<WriteJob> job;
+    job.push_back(MakeWriteJob(*ctx, index));
     mu_.Unlock();  // the writer takes mu_ in its hooks
     Status written = writer_->WriteNow(std::move(job));
     mu_.Lock();
     LLMS_RETURN_IF_ERROR(written);
     ctx = table_.FindById(id);
     if (ctx == nullptr || index >= ctx->chunks.size()) return Status::Ok();  // gone meanwhile
-    s = &ctx->chunks[index];
   }
+  DropChunk(ctx, index);
+  return Status::Ok();
+}
+
+// Frees a resident chunk's memory, keeping what the planner needs to know of it.
+bool KvManager::DropChunk(Context* ctx, size_t index) {
   KvChunk* chunk = ctx->cache->chunk(index);
-  if (chunk == nullptr) return Status::Ok();
+  if (chunk == nullptr) return false;
+  ChunkState* s = &ctx->chunks[index];
   s->prob_sum = chunk->prob_sum();
   s->prob_count = chunk->prob_count();
   s->density = chunk->Density();
   if (!options_.policy.keep_on_flash) s->on_flash = false;
-  evictor_.Remove({id, static_cast<uint32_t>(index)});
+  evictor_.Remove({ctx->id, static_cast<uint32_t>(index)});
   ctx->cache->TakeChunk(index);  // releases its bytes
-  return Status::Ok();
+  return true;
 }
 
 // A copy of a resident chunk and its metadata, to write without holding mu_: the one copy of its

@@ -27,6 +27,13 @@ Policy Policy::NoLifecycle() {
   return p;
 }
 
+Policy Policy::LruOnly() {
+  Policy p;
+  p.name = "llms-lru";
+  p.order = EvictionOrder::kLru;
+  return p;
+}
+
 Policy Policy::Lmk() {
   Policy p;
   p.name = "lmk";
@@ -70,21 +77,30 @@ Policy Policy::VllmSQ() {
   return p;
 }
 
+Policy Policy::Int4Lru() {
+  Policy p = VllmS();
+  p.name = "int4-lru";
+  p.uniform_level = KvLevel::kInt4;
+  return p;
+}
+
 const std::vector<std::string>& Policy::Names() {
   static const std::vector<std::string> names = {"llms",
                                                  "llms-no-compression",
                                                  "llms-no-pipeline",
                                                  "llms-no-lifecycle",
+                                                 "llms-lru",
                                                  "lmk",
                                                  "swap",
                                                  "vllm-s",
-                                                 "vllm-sq"};
+                                                 "vllm-sq",
+                                                 "int4-lru"};
   return names;
 }
 
 std::optional<Policy> Policy::ByName(std::string_view name) {
-  for (Policy p :
-       {Llms(), NoCompression(), NoPipeline(), NoLifecycle(), Lmk(), Swap(), VllmS(), VllmSQ()}) {
+  for (Policy p : {Llms(), NoCompression(), NoPipeline(), NoLifecycle(), LruOnly(), Lmk(), Swap(),
+                   VllmS(), VllmSQ(), Int4Lru()}) {
     if (p.name == name) return p;
   }
   return std::nullopt;

@@ -47,11 +47,13 @@ struct Policy {
   static Policy NoCompression();  // INT8 everywhere (the paper's default KV), rest as LLMS
   static Policy NoPipeline();     // load everything, then run
   static Policy NoLifecycle();    // no ahead-of-time swap-out, plain LRU
+  static Policy LruOnly();        // ahead-of-time swap-out kept, plain LRU instead of LCTRU
   // Baselines.
-  static Policy Lmk();     // kill whole contexts; recompute from text
-  static Policy Swap();    // whole contexts out and in, INT8
-  static Policy VllmS();   // 16-token blocks, f16, LRU, written on eviction
-  static Policy VllmSQ();  // vLLM-S with INT8 blocks
+  static Policy Lmk();      // kill whole contexts; recompute from text
+  static Policy Swap();     // whole contexts out and in, INT8
+  static Policy VllmS();    // 16-token blocks, f16, LRU, written on eviction
+  static Policy VllmSQ();   // vLLM-S with INT8 blocks
+  static Policy Int4Lru();  // vLLM-S with INT4 blocks: static compression, no other technique
 
   static const std::vector<std::string>& Names();
   static std::optional<Policy> ByName(std::string_view name);

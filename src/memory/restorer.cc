@@ -134,6 +134,12 @@ std::function<Status(size_t)> Restorer::BeforeLayer(KvCache* cache) {
   };
 }
 
+size_t Restorer::load_bytes() const {
+  size_t bytes = 0;
+  for (const ChunkMeta& m : metas_) bytes += m.data_bytes();
+  return bytes;
+}
+
 void Restorer::Finish() {
   if (io_.joinable()) io_.join();
 }

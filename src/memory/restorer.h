@@ -55,6 +55,9 @@ class Restorer {
 
   const std::vector<size_t>& load() const { return load_; }
   const std::vector<size_t>& recompute() const { return recompute_; }
+  bool bulk_read() const { return bulk_; }
+  // Resident bytes of the chunks to read (what Start allocates).
+  size_t load_bytes() const;
   std::vector<size_t> failed();  // chunks whose read failed
   Status status();               // the first read failure
   size_t bytes_read() const;

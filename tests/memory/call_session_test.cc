@@ -158,5 +158,26 @@ TEST_F(CallSessionTest, TheClockIsTheManagers) {
   EXPECT_EQ(r->stats.first_token_seconds, r->generation.prefill_seconds);  // no setup time
 }
 
+// Without ahead-of-time writes (vLLM-S), the dirty chunks that a call must evict are written as
+// one batch before they are dropped: one data sync for the set, not one per chunk.
+TEST_F(CallSessionTest, DirtyVictimsAreWrittenAsOneBatch) {
+  ASSERT_NO_FATAL_FAILURE(Open(Policy::VllmS(), 12 * ChunkBytes()));
+  const uint64_t a = *manager_->CreateContext(kApp, {});
+  const uint64_t b = *manager_->CreateContext(kApp, {});
+  const std::vector<int32_t> story = Story(300);
+  ASSERT_OK(manager_->Call(kApp, a, {story.begin(), story.begin() + 170}, Greedy(4), nullptr));
+  const StoreStats before = store_->stats();
+  EXPECT_EQ(before.writes, 0u);  // vLLM-S writes nothing until it evicts
+  ASSERT_OK(
+      manager_->Call(kApp, b, {story.begin() + 170, story.begin() + 250}, Greedy(4), nullptr));
+  const StoreStats after = store_->stats();
+  std::printf("evicting for the second call: %llu chunks written, %llu syncs\n",
+              static_cast<unsigned long long>(after.writes - before.writes),
+              static_cast<unsigned long long>(after.syncs - before.syncs));
+  EXPECT_GE(after.writes - before.writes, 4u);
+  EXPECT_EQ(after.syncs - before.syncs, 1u);
+  ASSERT_OK(manager_->CheckInvariants());
+}
+
 }  // namespace
 }  // namespace llms

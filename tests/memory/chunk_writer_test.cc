@@ -1,7 +1,7 @@
 // ChunkWriter: queued jobs reach the store in the background and Flush waits for them; a job
 // whose version is no longer wanted is skipped; a failure surfaces in Flush; writes a call waits
 // for (WriteNow, or Queue without a thread) are counted for it; the job's buffer is written as
-// it is (padded and aligned).
+// it is (padded and aligned); a call's jobs are one store batch.
 #include "memory/chunk_writer.h"
 
 #include <cstring>
@@ -63,8 +63,10 @@ TEST_F(ChunkWriterTest, WritesACallWaitsForAreCountedAndFailuresSurface) {
   ChunkWriter writer(store_.get(), /*background=*/false, Hooks());
   wanted_ = {{0, 1}, {1, 1}};
   writer.ResetCallCounters();
-  ASSERT_OK(writer.WriteNow(Job(0, 1)));
   std::vector<WriteJob> jobs;
+  jobs.push_back(Job(0, 1));
+  ASSERT_OK(writer.WriteNow(std::move(jobs)));
+  jobs.clear();
   jobs.push_back(Job(1, 1));
   writer.Queue(std::move(jobs));
   EXPECT_EQ(writer.call_bytes_written(), 2u * 2 * 3000);
@@ -76,6 +78,25 @@ TEST_F(ChunkWriterTest, WritesACallWaitsForAreCountedAndFailuresSurface) {
   EXPECT_EQ(writer.Flush().code(), StatusCode::kResourceExhausted);
   ASSERT_OK(writer.Flush());                                                        // reported once
   testing::ExpectChunk(store_.get(), stored_[0], testing::Payload(stored_[0], 1));  // intact
+}
+
+// A call's jobs reach the store as one batch (one data sync), and a chunk queued twice before
+// the writer ran is written once rather than failing the batch.
+TEST_F(ChunkWriterTest, QueuedJobsAreOneBatchAndDuplicatesCollapse) {
+  ChunkWriter writer(store_.get(), /*background=*/false, Hooks());
+  wanted_ = {{0, 1}, {1, 1}, {2, 1}};
+  const uint64_t syncs = store_->stats().syncs;
+  std::vector<WriteJob> jobs;
+  for (uint32_t i = 0; i < 3; ++i) jobs.push_back(Job(i, 1));
+  jobs.push_back(Job(1, 1));  // the same version again
+  writer.Queue(std::move(jobs));
+  ASSERT_OK(writer.Flush());
+  EXPECT_EQ(store_->stats().syncs, syncs + 1);
+  EXPECT_EQ(store_->stats().writes, 3u);
+  ASSERT_EQ(stored_.size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i) {
+    testing::ExpectChunk(store_.get(), stored_[i], testing::Payload(stored_[i], 1));
+  }
 }
 
 }  // namespace

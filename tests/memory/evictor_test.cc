@@ -44,5 +44,27 @@ TEST(EvictorTest, TheContextUnitTakesEveryResidentChunkOfTheVictimsContext) {
   EXPECT_TRUE(Next(Evictor(EvictionOrder::kLru, EvictionUnit::kChunk)).empty());
 }
 
+// A victim set for a byte count: in eviction order until the bytes are covered, locked contexts
+// passed over, whole contexts with the context unit.
+TEST(EvictorTest, VictimsForABatchCoverTheBytesInEvictionOrder) {
+  const auto locked = [](uint64_t context) { return context == 9; };
+  const auto bytes_of = [](ChunkId id) { return size_t{100} * (id.chunk + 1); };
+  Evictor chunks(EvictionOrder::kLru, EvictionUnit::kChunk);
+  chunks.Touch({1, 0}, KvLevel::kF16);  // 100 bytes
+  chunks.Touch({9, 0}, KvLevel::kF16);  // locked
+  chunks.Touch({2, 1}, KvLevel::kF16);  // 200 bytes
+  chunks.Touch({3, 0}, KvLevel::kF16);
+  EXPECT_EQ(chunks.VictimsFor(250, locked, bytes_of), (std::vector<ChunkId>{{1, 0}, {2, 1}}));
+  EXPECT_EQ(chunks.VictimsFor(100, locked, bytes_of), (std::vector<ChunkId>{{1, 0}}));
+  EXPECT_EQ(chunks.VictimsFor(10'000, locked, bytes_of).size(), 3u);  // all there is
+  Evictor contexts(EvictionOrder::kLru, EvictionUnit::kContext);
+  contexts.Touch({7, 1}, KvLevel::kInt8);
+  contexts.Touch({3, 0}, KvLevel::kInt8);
+  contexts.Touch({7, 0}, KvLevel::kInt8);
+  EXPECT_EQ(contexts.VictimsFor(1, locked, bytes_of), (std::vector<ChunkId>{{7, 0}, {7, 1}}));
+  EXPECT_EQ(contexts.VictimsFor(301, locked, bytes_of),
+            (std::vector<ChunkId>{{7, 0}, {7, 1}, {3, 0}}));
+}
+
 }  // namespace
 }  // namespace llms
