@@ -1,7 +1,10 @@
 // The restore benchmark behind `llms bench --workload restore`: a long context is prefilled,
-// written to the flash store and evicted; then one call brings it back. It prints the time to
-// ready against (a) reading the same bytes at the direct-I/O bandwidth measured in the same run
-// and (b) recomputing the context from its text (../shared/spec/LLMS.md §4).
+// written to the flash store and evicted; then a call with a new prompt brings it back, once per
+// read path (the cost model's choice, bulk and pipelined, interleaved) and once on the resident
+// context. It prints the time to first token of each, which path the planner chose and whether
+// it was the faster, and the time to ready against (a) reading the same bytes at the device's
+// bandwidth and (b) recomputing the context from its text (../shared/spec/LLMS.md §4). Each
+// measured call is rolled back, so every one starts from the same context.
 #pragma once
 
 #include <string>
@@ -17,6 +20,8 @@ struct RestoreBenchOptions {
   int threads = 0;
   std::string policy = "llms";
   int repetitions = 3;
+  size_t prompt_tokens = 1;      // the new prompt of the measured call
+  std::string flash = "native";  // flash class of the store (env/flash_device.h)
 };
 
 Status RunRestoreBench(const RestoreBenchOptions& options);

@@ -118,10 +118,11 @@ void CallSession::PlanRestore() {
   const size_t first_rows = ctx_->tokens.size() - kv + PromptPieces(first_step).front();
   restorer_ = std::make_unique<Restorer>(m_->store_, m_->engine_->config().n_layers);
   restorer_->Plan(std::move(missing), first_rows, static_cast<double>(kv) / 2.0, m_->cost_,
-                  m_->options_.policy.restore);
+                  m_->options_.policy.restore, m_->read_path_);
   ++m_->restore_plans_;
   stats_.chunks_recomputed = restorer_->recompute().size();
   stats_.chunks_loaded = restorer_->load().size();
+  stats_.bulk_read = restorer_->bulk_read() && !restorer_->load().empty();
   stats_.bytes_read = restorer_->bytes_read();
 }
 

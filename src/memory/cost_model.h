@@ -17,6 +17,9 @@ struct CostModel {
   double read_seconds_per_byte = 1.0 / 2.0e9;   // direct reads of layer-sized requests
   double read_seconds_per_request = 50e-6;
   double bulk_read_seconds_per_byte = 1.0 / 2.0e9;  // whole chunks in merged requests
+  // CPU time of checking and copying a read byte (checksum, copy into the chunk): during a
+  // pipelined restore the I/O thread spends it beside a pass that already uses every core.
+  double verify_seconds_per_byte = 1.0 / 4.0e9;
 
   // Seconds to compute `rows` rows whose positions average `mean_position`.
   double ComputeSeconds(size_t rows, double mean_position) const {

@@ -29,6 +29,7 @@
 #include "memory/cost_model.h"
 #include "memory/evictor.h"
 #include "memory/policy.h"
+#include "memory/restore_plan.h"
 #include "store/chunk_store.h"
 
 namespace llms {
@@ -48,6 +49,9 @@ struct KvManagerOptions {
   // true writes a scratch context and deletes it (benchmarks and replay on an empty store).
   bool measure_reads_with_scratch = true;
   CostModel cost;
+  // How stored chunks are read under a pipelined policy: the cost model's choice (kPlanned), or
+  // pinned to bulk or to the layer-wise pipeline (benchmarks of both paths; tests).
+  ReadPath read_path = ReadPath::kPlanned;
   // Times calls (their statistics) and dates contexts (last use). Must outlive the manager; a
   // ManualClock makes both deterministic in tests.
   const Clock* clock = Clock::Real();
@@ -59,6 +63,7 @@ struct CallStats {
   size_t chunks_resident = 0;    // already in memory
   size_t chunks_loaded = 0;      // read from flash
   size_t chunks_recomputed = 0;  // rebuilt from text
+  bool bulk_read = false;        // the loaded chunks were read whole before the pass
   size_t bytes_read = 0;
   size_t bytes_written = 0;  // written while the call waited (evictions of dirty chunks)
   size_t prompt_tokens = 0;
@@ -143,6 +148,9 @@ class KvManager : private KvChunkAllocator {
   const Policy& policy() const { return options_.policy; }
   // Restore plans made since Open (one per call).
   uint64_t restore_plans() const { return restore_plans_; }
+  // Pins how the next calls read stored chunks (KvManagerOptions::read_path): a benchmark
+  // measures each path on the same manager.
+  void SetReadPath(ReadPath path) { read_path_ = path; }
   // Drops the given resident chunks of a context (written to flash first, as eviction does).
   Status TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunks);
   // Checks that resident bytes add up to the budget's use and stay within it. For tests.
@@ -193,6 +201,7 @@ class KvManager : private KvChunkAllocator {
   std::atomic<bool> in_pass_{false};   // a forward pass runs: no flash I/O may happen
   std::atomic<bool> stepping_{false};  // a session step runs
   std::atomic<uint64_t> restore_plans_{0};
+  std::atomic<ReadPath> read_path_{ReadPath::kPlanned};
 
   Mutex mu_;
   ContextTable table_ GUARDED_BY(mu_);

@@ -28,12 +28,21 @@ std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size
 // How a restore runs: either the pipeline (PlanRecompute's split, stored chunks read layer by
 // layer while the pass computes), or a bulk read (every stored chunk read whole in large merged
 // requests before the pass; only chunks not on flash are recomputed), whichever the cost model
-// says finishes first. Large requests reach the device's bandwidth, layer slices do not.
+// says finishes first. Large requests reach the device's bandwidth, layer slices do not, so a
+// short prompt reads in bulk; a long prompt on slow flash hides the reads behind its prefill.
 struct RestorePlan {
   std::vector<size_t> recompute;  // chunk indices rebuilt from text, ascending
   bool bulk_read = false;
 };
+// Which way stored chunks are read: the cost model's choice, or pinned (a benchmark measuring
+// both paths, a test that must not depend on what a loaded machine measured).
+enum class ReadPath { kPlanned, kBulk, kPipelined };
 RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_rows,
-                        double mean_position, const CostModel& cost);
+                        double mean_position, const CostModel& cost,
+                        ReadPath path = ReadPath::kPlanned);
+
+// The cost model's seconds for a pipelined pass whose reads take `read` in `groups` layer groups
+// and whose compute (with the reads' CPU work) takes `compute`.
+double PipelinedSeconds(double read, size_t groups, double compute);
 
 }  // namespace llms

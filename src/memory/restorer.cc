@@ -20,7 +20,7 @@ size_t LayersPerRead(size_t layer_bytes, size_t layers) {
 Restorer::~Restorer() { Finish(); }
 
 void Restorer::Plan(std::vector<MissingChunkState> missing, size_t new_rows, double mean_position,
-                    const CostModel& cost, RestoreMode mode) {
+                    const CostModel& cost, RestoreMode mode, ReadPath path) {
   std::vector<MissingChunk> planned;
   for (const MissingChunkState& m : missing) {
     const bool readable = m.readable && mode != RestoreMode::kRecomputeOnly;
@@ -30,7 +30,7 @@ void Restorer::Plan(std::vector<MissingChunkState> missing, size_t new_rows, dou
                                 : 0});
   }
   if (mode == RestoreMode::kPipelined) {
-    RestorePlan plan = PlanRestore(planned, new_rows, mean_position, cost);
+    RestorePlan plan = PlanRestore(planned, new_rows, mean_position, cost, path);
     recompute_ = std::move(plan.recompute);
     bulk_ = plan.bulk_read;
   } else {

@@ -41,7 +41,7 @@ class Restorer {
   // Decides what to read and what to recompute for a pass of `new_rows` rows that also rebuilds
   // the recomputed chunks (`mean_position`: where those rows sit, for the attention cost).
   void Plan(std::vector<MissingChunkState> missing, size_t new_rows, double mean_position,
-            const CostModel& cost, RestoreMode mode);
+            const CostModel& cost, RestoreMode mode, ReadPath path = ReadPath::kPlanned);
   // Allocates the chunks to read in `cache` and starts reading (a bulk read finishes here).
   // The allocations may evict other contexts' chunks, so this runs before the pass. `call`
   // times the call (ready_seconds counts from its start; the reads are timed on its clock).

@@ -18,7 +18,9 @@ constexpr size_t kLayers = 6;
 class RestorerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    layout_.kv_heads = 2;
+    // 64 KiB f16 layer slices: the pipeline reads one layer per request (six groups), so it
+    // can overlap reads with compute.
+    layout_.kv_heads = 32;
     layout_.head_dim = 32;
     auto store = ChunkStore::Open(Env::Default(), dir_.path(), ChunkStore::Options{});
     ASSERT_OK(store);

@@ -3,6 +3,7 @@
 
 #include "bench/engine_bench.h"
 #include "bench/restore_bench.h"
+#include "env/flash_device.h"
 #include "tools/llms/commands.h"
 
 namespace llms::cli {
@@ -47,6 +48,14 @@ Runner AddBench(CLI::App& app) {
   cmd->add_option("--policy", r->policy, "restore: memory policy (llms, vllm-s, swap, ...)")
       ->capture_default_str();
   cmd->add_option("--data-dir", r->data_dir, "restore: store directory (default: temporary)");
+  cmd->add_option("--prompt-tokens", r->prompt_tokens,
+                  "restore: new prompt of the call that brings the context back")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  cmd->add_option(
+         "--flash", r->flash,
+         "restore: flash class of the store: " + FlashClassNames() + " (docs/flash_classes.md)")
+      ->capture_default_str();
   return [o, r, workload] {
     if (*workload == "restore") {
       if (o->models.size() != 1) {
