@@ -101,9 +101,12 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
     s.queued_seconds += c.start_seconds - c.arrival_seconds;
     if (c.warmup) continue;
     ++s.calls;
-    switches.push_back(c.switch_seconds);
-    if (c.paired_seconds >= 0) paired.push_back(c.paired_seconds);
-    ready.push_back(c.stats.ready_seconds);
+    if (c.switched) {
+      ++s.switched_calls;
+      switches.push_back(c.switch_seconds);
+      if (c.paired_seconds >= 0) paired.push_back(c.paired_seconds);
+      ready.push_back(c.stats.ready_seconds);
+    }
     s.bytes_read += c.stats.bytes_read;
     s.bytes_written += c.stats.bytes_written;
     s.chunks_missing += c.stats.chunks_loaded + c.stats.chunks_recomputed;
@@ -132,6 +135,7 @@ Percentiles Summarize(std::vector<double> v) {
   Percentiles p;
   if (v.empty()) return p;
   std::sort(v.begin(), v.end());
+  p.n = v.size();
   double sum = 0;
   for (double x : v) sum += x;
   p.mean = sum / static_cast<double>(v.size());
@@ -189,7 +193,8 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
     fs::remove_all(o.store_dir, ec);
     fs::create_directories(o.store_dir, ec);
     if (ec) return Status::IOError("replay: cannot create " + o.store_dir + ": " + ec.message());
-    LLMS_ASSIGN_OR_RETURN(store, ChunkStore::Open(Env::Default(), o.store_dir, {}));
+    LLMS_ASSIGN_OR_RETURN(
+        store, ChunkStore::Open(o.env != nullptr ? o.env : Env::Default(), o.store_dir, {}));
     KvManagerOptions mo;
     mo.policy = *policy;
     mo.budget_bytes = o.budget_bytes;
@@ -216,6 +221,7 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
     r.index = i;
     r.context = call.context;
     r.warmup = call.warmup;
+    r.switched = i > 0 && trace.calls[i - 1].context != call.context;
     r.arrival_seconds = call.arrival_seconds;
     r.start_seconds = std::max(clock, call.arrival_seconds);
     r.context_tokens = lengths[call.context];

@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "env/env.h"
 #include "eval/trace.h"
 #include "memory/cost_model.h"
 #include "memory/kv_manager.h"
@@ -28,6 +29,9 @@ struct ReplayOptions {
   // Directory for the system's chunk store; created if missing, emptied before and removed
   // after the run (each system starts from the same empty flash).
   std::string store_dir;
+  // The Env of the chunk store (a ShapedEnv runs every system on one flash class); null: the
+  // default. Must outlive the replay.
+  Env* env = nullptr;
   // The same measured cost model for every system of a comparison (fair restore plans, and one
   // measurement instead of one per system); null measures it at Open.
   const CostModel* cost = nullptr;
@@ -40,6 +44,9 @@ struct CallRecord {
   size_t index = 0;  // in the trace
   uint32_t context = 0;
   bool warmup = false;
+  // Its context differs from the previous call's: a context switch. The latency summaries are
+  // over these calls; a call on the context just used has nothing to restore.
+  bool switched = false;
   double arrival_seconds = 0;  // virtual clock
   double start_seconds = 0;    // virtual: arrival, or later if the previous call still ran
   size_t context_tokens = 0;   // tokens of the context before the call
@@ -57,6 +64,7 @@ struct CallRecord {
 };
 
 struct Percentiles {
+  size_t n = 0;  // values summarised (below 100, p99 is the maximum: report max)
   double mean = 0, p50 = 0, p99 = 0, max = 0;
 };
 // Nearest-rank percentiles; zeros for no values.
@@ -66,9 +74,11 @@ Percentiles Summarize(std::vector<double> values);
 struct RunSummary {
   std::string system;
   size_t calls = 0;
-  Percentiles switch_latency;  // seconds
-  double paired_mean = -1;     // mean paired_seconds (-1: no reference)
-  Percentiles ready;           // seconds, time to ready
+  size_t switched_calls = 0;  // of `calls`, those that switched context
+  // Over the calls that switched context: seconds.
+  Percentiles switch_latency;
+  double paired_mean = -1;  // mean paired_seconds (-1: no reference)
+  Percentiles ready;        // seconds, time to ready
   size_t bytes_read = 0, bytes_written = 0;
   size_t chunks_missing = 0, chunks_recomputed = 0;
   double recompute_share = 0;  // recomputed / missing chunks (0 with none missing)

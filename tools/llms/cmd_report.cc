@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "base/clock.h"
+#include "env/shaped_env.h"
 #include "eval/accuracy.h"
 #include "eval/replay.h"
 #include "eval/trace.h"
@@ -184,7 +185,7 @@ Status PlanMain(const ReportSettings& s, const std::vector<AppSwitch>& switches,
 }
 
 Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
-               const CostModel& cost, ProgressBar* bar, ReportData* data) {
+               const CostModel& cost, Env* env, ProgressBar* bar, ReportData* data) {
   std::map<std::string, ReplayResult> references;  // by trace name
   for (const ModelPlan::Run& run : plan.runs) {
     const size_t kv = TraceKvBytesF16(*engine, run.trace);
@@ -215,6 +216,7 @@ Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
       ro.budget_bytes = budget;
       ro.store_dir = s.out_dir + "/.store-" + std::to_string(getpid());
       ro.cost = &cost;
+      ro.env = env;
       const std::string label = plan.label + " " + run.trace.name + " " + system;
       ro.progress = [&](size_t done, size_t) {
         const TraceCall& c = run.trace.calls[done - 1];
@@ -233,25 +235,26 @@ Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
         continue;
       }
       // Per-call records, for anyone who wants more than the summary.
-      const std::string csv =
-          s.out_dir + "/data/" + plan.label + "-" + run.trace.name + "-" + system + ".csv";
+      const std::string csv = s.out_dir + "/data/" + plan.label + "-" + run.trace.name + "-" +
+                              system + "-budget" + std::to_string(budget) + "-" + s.flash + ".csv";
       std::ofstream f(csv);
-      f << "index,context,warmup,arrival_s,start_s,context_tokens,prompt_tokens,generated,"
+      f << "index,context,warmup,switched,arrival_s,start_s,context_tokens,prompt_tokens,generated,"
            "switch_s,paired_s,extra_first_token_s,first_token_s,ready_s,chunks_loaded,"
            "chunks_recomputed,bytes_read,bytes_written,prefill_s,decode_s,wall_s\n";
       for (const CallRecord& c : r->calls) {
-        f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.arrival_seconds << ','
-          << c.start_seconds << ',' << c.context_tokens << ',' << c.stats.prompt_tokens << ','
-          << c.generated << ',' << c.switch_seconds << ',' << c.paired_seconds << ','
-          << c.stats.extra_first_token_seconds << ',' << c.stats.first_token_seconds << ','
-          << c.stats.ready_seconds << ',' << c.stats.chunks_loaded << ','
-          << c.stats.chunks_recomputed << ',' << c.stats.bytes_read << ',' << c.stats.bytes_written
-          << ',' << c.prefill_seconds << ',' << c.decode_seconds << ',' << c.wall_seconds << '\n';
+        f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.switched << ','
+          << c.arrival_seconds << ',' << c.start_seconds << ',' << c.context_tokens << ','
+          << c.stats.prompt_tokens << ',' << c.generated << ',' << c.switch_seconds << ','
+          << c.paired_seconds << ',' << c.stats.extra_first_token_seconds << ','
+          << c.stats.first_token_seconds << ',' << c.stats.ready_seconds << ','
+          << c.stats.chunks_loaded << ',' << c.stats.chunks_recomputed << ',' << c.stats.bytes_read
+          << ',' << c.stats.bytes_written << ',' << c.prefill_seconds << ',' << c.decode_seconds
+          << ',' << c.wall_seconds << '\n';
       }
       if (run.sweep) {
         if (system == kNoManager) continue;
         data->sweep.push_back({system, run.budget_contexts, budget, run.trace.contexts,
-                               r->summary.switch_latency.mean, r->summary.switch_latency.p99});
+                               r->summary.switch_latency.mean, r->summary.switch_latency.max});
       } else {
         data->runs.push_back({plan.label, std::string(SwitchPatternName(run.trace.pattern)),
                               run.trace.contexts, budget, kv, r->summary});
@@ -267,7 +270,7 @@ struct LoadedEval {
   CostModel cost;
 };
 
-StatusOr<LoadedEval> LoadForEval(const ReportSettings& s, const std::string& path) {
+StatusOr<LoadedEval> LoadForEval(const ReportSettings& s, const std::string& path, Env* env) {
   ModelOptions mo;
   mo.model = path;
   mo.threads = s.threads;
@@ -278,7 +281,8 @@ StatusOr<LoadedEval> LoadForEval(const ReportSettings& s, const std::string& pat
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   {
-    LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(Env::Default(), dir, {}));
+    // On the flash class the replays use, so the restore plans see its reads.
+    LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(env, dir, {}));
     // Twice: the first pass of a freshly loaded model faults its weights in from the file and
     // measures compute several times too slow, which would make every restore plan avoid
     // recompute. The second measurement is of the warm engine the replay uses.
@@ -322,7 +326,15 @@ Status RunReport(ReportSettings s) {
                         ReadText(s.data_dir + "/tinystories-valid.txt", 0));
 
   // Plan everything first so the progress bar knows the total.
-  LLMS_ASSIGN_OR_RETURN(LoadedEval small, LoadForEval(s, s.small_model));
+  const std::optional<FlashClass> flash = FlashClassByName(s.flash);
+  if (!flash) {
+    return Status::InvalidArgument("unknown flash class '" + s.flash + "' (one of " +
+                                   FlashClassNames() + ")");
+  }
+  std::unique_ptr<ShapedEnv> shaped;
+  if (flash->shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), *flash);
+  Env* const env = shaped ? shaped.get() : Env::Default();
+  LLMS_ASSIGN_OR_RETURN(LoadedEval small, LoadForEval(s, s.small_model, env));
   AccuracyOptions ao;
   if (s.quick) ao.stories = 4, ao.turns = 3;
   LLMS_ASSIGN_OR_RETURN(auto stories, SelectStories(small.model->tokenizer(), stories_text, ao));
@@ -386,12 +398,12 @@ Status RunReport(ReportSettings s) {
     if (plans[i].path == s.small_model) {
       data.main_model = plans[i].label;
       data.main_cost = small.cost;
-      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], small.engine.get(), small.cost, &bar, &data));
+      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], small.engine.get(), small.cost, env, &bar, &data));
     } else {
-      LLMS_ASSIGN_OR_RETURN(LoadedEval e, LoadForEval(s, plans[i].path));
+      LLMS_ASSIGN_OR_RETURN(LoadedEval e, LoadForEval(s, plans[i].path, env));
       (i == 0 ? data.main_model : data.big_model) = plans[i].label;
       (i == 0 ? data.main_cost : data.big_cost) = e.cost;
-      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], e.engine.get(), e.cost, &bar, &data));
+      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], e.engine.get(), e.cost, env, &bar, &data));
     }
     data.step_seconds.emplace_back("replay, " + plans[i].label, step.Seconds());
   }
@@ -445,6 +457,10 @@ Runner AddReport(CLI::App& app) {
   cmd->add_option("--limits-ms", s->limits_ms, "switch-latency limits of the sweep")
       ->capture_default_str();
   cmd->add_option("--user", s->studentlife_user, "StudentLife user (u00, u01, u02)")
+      ->capture_default_str();
+  cmd->add_option("--flash", s->flash,
+                  "flash class of every system's chunk store: " + FlashClassNames() +
+                      " (docs/flash_classes.md)")
       ->capture_default_str();
   cmd->add_flag("--quick", s->quick, "smoke run: stories260K only, tiny traces");
   return [s] {

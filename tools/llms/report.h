@@ -46,7 +46,10 @@ struct ReportSettings {
   size_t sweep_warmup_tokens = 64;
   size_t big_contexts = 4, big_calls = 8, big_warmup_tokens = 32;
   std::string studentlife_user = "u02";  // the user with the most rows
-  bool quick = false;                    // a smoke run: stories260K only, tiny traces
+  // The flash class every system's chunk store runs on (env/flash_device.h): "native" is this
+  // machine's device unshaped; ufs, emmc and slow shape its I/O to a phone-like device.
+  std::string flash = "native";
+  bool quick = false;  // a smoke run: stories260K only, tiny traces
 };
 
 struct RunRow {
@@ -62,7 +65,7 @@ struct SweepRow {
   double budget_contexts = 0;  // budget in average contexts' f16 KV
   size_t budget_bytes = 0;
   size_t contexts = 0;
-  double mean_switch = 0, p99_switch = 0;
+  double mean_switch = 0, max_switch = 0;  // over the calls that switched context
 };
 
 struct TraceFile {
