@@ -99,15 +99,91 @@ StatusOr<uint64_t> BuildContext(KvManager* manager, const ModelConfig& config, s
   return id;
 }
 
+// One cell: the context restored behind `prompt_tokens` new tokens on `flash`, every path
+// measured `repetitions` times, interleaved.
+Status MeasureCell(KvManager* manager, ChunkStore* store, uint64_t id, const FlashClass& flash,
+                   size_t prompt_tokens, const RestoreBenchOptions& o, double prefill) {
+  std::vector<int32_t> prompt(std::max<size_t>(prompt_tokens, 1));
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(5 + i % 97);
+  std::vector<PathRuns> runs = {{"resident", ReadPath::kPlanned, false},
+                                {"planned", ReadPath::kPlanned, true},
+                                {"bulk", ReadPath::kBulk, true},
+                                {"pipelined", ReadPath::kPipelined, true}};
+  std::vector<double> layer_reads, bandwidth;
+  for (int r = 0; r < o.repetitions; ++r) {
+    for (PathRuns& p : runs) {  // interleaved, so drift in the machine hits every path alike
+      manager->SetReadPath(p.path);
+      if (!p.evict) LLMS_RETURN_IF_ERROR(MeasureCall(manager, id, prompt, true).status());
+      LLMS_ASSIGN_OR_RETURN(CallStats s, MeasureCall(manager, id, prompt, p.evict));
+      p.first_token.push_back(s.first_token_seconds);
+      p.ready.push_back(s.ready_seconds);
+      p.bulk_choices += s.bulk_read;
+      p.loaded = s.chunks_loaded;
+      p.recomputed = s.chunks_recomputed;
+      p.bytes = s.bytes_read;
+    }
+    if (!flash.shaped()) {  // the disk as it is: its bandwidth on the very bytes, now
+      LLMS_RETURN_IF_ERROR(manager->EvictAll());
+      LLMS_ASSIGN_OR_RETURN(double bw, RangeReadBandwidth(store, id));
+      bandwidth.push_back(bw);
+      LLMS_ASSIGN_OR_RETURN(double layered, LayerReadSeconds(store, id));
+      layer_reads.push_back(layered);
+    }
+  }
+  manager->SetReadPath(ReadPath::kPlanned);
+  std::printf("flash %s, new prompt of %zu tokens:\n", flash.name.c_str(), prompt.size());
+  const double resident = Median(runs[0].first_token);
+  for (const PathRuns& p : runs) {
+    std::string chose;
+    if (p.evict && p.path == ReadPath::kPlanned) {
+      chose = " - the planner read in bulk " + std::to_string(p.bulk_choices) + " of " +
+              std::to_string(p.first_token.size()) + " times";
+    }
+    std::printf(
+        "  %-9s first token %8.1f ms (%.2fx resident), ready %7.1f ms; loaded %zu chunks "
+        "(%.1f MiB), recomputed %zu%s\n",
+        p.name, 1e3 * Median(p.first_token), Median(p.first_token) / resident,
+        1e3 * Median(p.ready), p.loaded, p.bytes / 1048576.0, p.recomputed, chose.c_str());
+  }
+  const bool bulk_faster = Median(runs[2].first_token) <= Median(runs[3].first_token);
+  const size_t read_bytes = runs[2].bytes;  // bulk reads every stored chunk
+  const double bw = flash.shaped() ? flash.read_bytes_per_second : Median(bandwidth);
+  const double bound = static_cast<double>(read_bytes) / bw;
+  std::printf(
+      "  => faster forced path: %s; planned first token %.2fx resident; bulk ready %.1f ms = "
+      "%.2fx the read bound (%.1f MiB at %.2f GB/s%s); recompute from text %.0f ms\n",
+      bulk_faster ? "bulk" : "pipelined", Median(runs[1].first_token) / resident,
+      1e3 * Median(runs[2].ready), Median(runs[2].ready) / bound, read_bytes / 1048576.0, bw / 1e9,
+      flash.shaped() ? ", the class's" : ", 1 MiB direct reads, measured now", 1e3 * prefill);
+  if (!layer_reads.empty()) {
+    std::printf("  layer-wise reads of the same chunks alone: %.1f ms\n",
+                1e3 * Median(layer_reads));
+  }
+  return Status::Ok();
+}
+
+void PrintCost(const FlashClass& flash, const CostModel& c) {
+  std::printf(
+      "flash class %s; cost model: compute %.2f ms/token, attention %.3f us/token-pair, layer "
+      "reads %.2f GB/s + %.0f us/request, bulk reads %.2f GB/s, verify %.1f GB/s\n",
+      flash.name.c_str(), c.compute_seconds_per_token * 1e3, c.attend_seconds_per_token_pair * 1e6,
+      1e-9 / c.read_seconds_per_byte, c.read_seconds_per_request * 1e6,
+      1e-9 / c.bulk_read_seconds_per_byte, 1e-9 / c.verify_seconds_per_byte);
+}
+
 }  // namespace
 
 Status RunRestoreBench(const RestoreBenchOptions& o) {
   const auto policy = Policy::ByName(o.policy);
   if (!policy) return Status::InvalidArgument("unknown policy '" + o.policy + "'");
-  const std::optional<FlashClass> flash = FlashClassByName(o.flash);
-  if (!flash) {
-    return Status::InvalidArgument("unknown flash class '" + o.flash + "' (one of " +
-                                   FlashClassNames() + ")");
+  std::vector<FlashClass> classes;
+  for (const std::string& name : o.flash) {
+    const std::optional<FlashClass> flash = FlashClassByName(name);
+    if (!flash) {
+      return Status::InvalidArgument("unknown flash class '" + name + "' (one of " +
+                                     FlashClassNames() + ")");
+    }
+    classes.push_back(*flash);
   }
   LLMS_ASSIGN_OR_RETURN(auto model, LlamaModel::Load(Env::Default(), o.model));
   EngineOptions eo;
@@ -121,100 +197,40 @@ Status RunRestoreBench(const RestoreBenchOptions& o) {
               .string();
   }
   std::filesystem::create_directories(dir, ec);
-  std::unique_ptr<ShapedEnv> shaped;
-  if (flash->shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), *flash);
-  Env* const env = shaped ? shaped.get() : Env::Default();
-  LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(env, dir, ChunkStore::Options{}));
   KvManagerOptions mo;
   mo.policy = *policy;
   mo.budget_bytes = size_t{8} << 30;
   mo.background_writer = false;
-  std::fprintf(stderr, "measuring the cost model on flash class %s...\n", flash->name.c_str());
-  LLMS_ASSIGN_OR_RETURN(auto manager, KvManager::Open(engine.get(), store.get(), mo));
-  const CostModel& c = manager->cost();
-  std::printf(
-      "flash class %s; cost model: compute %.2f ms/token, attention %.3f us/token-pair, layer "
-      "reads %.2f GB/s + %.0f us/request, bulk reads %.2f GB/s\n",
-      flash->name.c_str(), c.compute_seconds_per_token * 1e3, c.attend_seconds_per_token_pair * 1e6,
-      1e-9 / c.read_seconds_per_byte, c.read_seconds_per_request * 1e6,
-      1e-9 / c.bulk_read_seconds_per_byte);
-
-  const Stopwatch prefill_timer;
-  LLMS_ASSIGN_OR_RETURN(uint64_t id,
-                        BuildContext(manager.get(), model->config(), o.context_tokens));
-  const double prefill = prefill_timer.Seconds();
-  LLMS_ASSIGN_OR_RETURN(ContextInfo info, manager->GetContextInfo("bench", id));
-  std::printf(
-      "context: %zu tokens, %zu chunks (f16 %d, int8 %d, int4 %d, int2 %d), prefill "
-      "(= recompute from text) %.2f s; new prompt %zu tokens\n",
-      info.tokens, info.chunks, info.chunks_per_level[0], info.chunks_per_level[1],
-      info.chunks_per_level[2], info.chunks_per_level[3], prefill, o.prompt_tokens);
-
-  std::vector<int32_t> prompt(std::max<size_t>(o.prompt_tokens, 1));
-  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(5 + i % 97);
-  std::vector<PathRuns> runs = {{"resident", ReadPath::kPlanned, false},
-                                {"planned", ReadPath::kPlanned, true},
-                                {"bulk", ReadPath::kBulk, true},
-                                {"pipelined", ReadPath::kPipelined, true}};
-  std::vector<double> layer_reads, bandwidth;
-  for (int r = 0; r < o.repetitions; ++r) {
-    for (PathRuns& p : runs) {  // interleaved, so drift in the machine hits every path alike
-      manager->SetReadPath(p.path);
-      if (!p.evict) LLMS_RETURN_IF_ERROR(MeasureCall(manager.get(), id, prompt, true).status());
-      LLMS_ASSIGN_OR_RETURN(CallStats s, MeasureCall(manager.get(), id, prompt, p.evict));
-      p.first_token.push_back(s.first_token_seconds);
-      p.ready.push_back(s.ready_seconds);
-      p.bulk_choices += s.bulk_read;
-      p.loaded = s.chunks_loaded;
-      p.recomputed = s.chunks_recomputed;
-      p.bytes = s.bytes_read;
-    }
-    if (!flash->shaped()) {  // the disk as it is: its bandwidth on the very bytes, now
-      LLMS_RETURN_IF_ERROR(manager->EvictAll());
-      LLMS_ASSIGN_OR_RETURN(double bw, RangeReadBandwidth(store.get(), id));
-      bandwidth.push_back(bw);
-      LLMS_ASSIGN_OR_RETURN(double layered, LayerReadSeconds(store.get(), id));
-      layer_reads.push_back(layered);
-    }
-  }
-  const double resident = Median(runs[0].first_token);
-  double fastest = 1e30;
-  const char* fastest_name = "";
-  for (size_t k = 2; k < runs.size(); ++k) {
-    if (Median(runs[k].first_token) < fastest) {
-      fastest = Median(runs[k].first_token);
-      fastest_name = runs[k].name;
-    }
-  }
-  for (const PathRuns& p : runs) {
+  // The context is built once, on this machine's disk; every class then reads the same store.
+  uint64_t id = 0;
+  double prefill = 0;
+  {
+    LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(Env::Default(), dir, ChunkStore::Options{}));
+    mo.measure_cost = false;
+    LLMS_ASSIGN_OR_RETURN(auto manager, KvManager::Open(engine.get(), store.get(), mo));
+    const Stopwatch timer;
+    LLMS_ASSIGN_OR_RETURN(id, BuildContext(manager.get(), model->config(), o.context_tokens));
+    prefill = timer.Seconds();
+    LLMS_ASSIGN_OR_RETURN(ContextInfo info, manager->GetContextInfo("bench", id));
     std::printf(
-        "  %-9s first token %8.1f ms (%.2fx resident), ready %7.1f ms; loaded %zu chunks "
-        "(%.1f MiB), recomputed %zu%s\n",
-        p.name, 1e3 * Median(p.first_token), Median(p.first_token) / resident,
-        1e3 * Median(p.ready), p.loaded, p.bytes / 1048576.0, p.recomputed,
-        p.evict && p.path == ReadPath::kPlanned
-            ? (" - the planner read in bulk " + std::to_string(p.bulk_choices) + " of " +
-               std::to_string(p.first_token.size()) + " times")
-                  .c_str()
-            : "");
+        "context: %zu tokens, %zu chunks (f16 %d, int8 %d, int4 %d, int2 %d), prefill "
+        "(= recompute from text) %.2f s\n",
+        info.tokens, info.chunks, info.chunks_per_level[0], info.chunks_per_level[1],
+        info.chunks_per_level[2], info.chunks_per_level[3], prefill);
   }
-  const size_t read_bytes = runs[2].bytes;  // bulk reads every stored chunk
-  const double bw = flash->shaped() ? flash->read_bytes_per_second : Median(bandwidth);
-  const double bound = static_cast<double>(read_bytes) / bw;
-  std::printf(
-      "restore of %zu tokens behind a %zu-token prompt (%.1f MiB read): fastest forced path %s "
-      "(%.1f ms to first token); planned %.1f ms; bulk ready %.1f ms = %.2fx the read bound "
-      "(%.1f ms at %.2f GB/s%s); recompute from text %.0f ms\n",
-      o.context_tokens, prompt.size(), read_bytes / 1048576.0, fastest_name, 1e3 * fastest,
-      1e3 * Median(runs[1].first_token), 1e3 * Median(runs[2].ready), Median(runs[2].ready) / bound,
-      1e3 * bound, bw / 1e9,
-      flash->shaped() ? ", the class's" : ", 1 MiB direct reads of the same range, measured now",
-      1e3 * prefill);
-  if (!layer_reads.empty()) {
-    std::printf("layer-wise reads of the same chunks alone: %.1f ms\n", 1e3 * Median(layer_reads));
+  for (const FlashClass& flash : classes) {
+    std::unique_ptr<ShapedEnv> shaped;
+    if (flash.shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), flash);
+    LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(shaped ? shaped.get() : Env::Default(), dir,
+                                                       ChunkStore::Options{}));
+    mo.measure_cost = true;
+    std::fprintf(stderr, "measuring the cost model on flash class %s...\n", flash.name.c_str());
+    LLMS_ASSIGN_OR_RETURN(auto manager, KvManager::Open(engine.get(), store.get(), mo));
+    PrintCost(flash, manager->cost());
+    for (size_t prompt : o.prompt_tokens) {
+      LLMS_RETURN_IF_ERROR(MeasureCell(manager.get(), store.get(), id, flash, prompt, o, prefill));
+    }
   }
-  manager.reset();
-  store.reset();
   if (o.data_dir.empty()) std::filesystem::remove_all(dir, ec);
   return Status::Ok();
 }

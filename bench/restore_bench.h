@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -20,8 +21,10 @@ struct RestoreBenchOptions {
   int threads = 0;
   std::string policy = "llms";
   int repetitions = 3;
-  size_t prompt_tokens = 1;      // the new prompt of the measured call
-  std::string flash = "native";  // flash class of the store (env/flash_device.h)
+  // New prompts of the measured call, and flash classes of the store (env/flash_device.h):
+  // every combination is measured, on one context built once.
+  std::vector<size_t> prompt_tokens = {1};
+  std::vector<std::string> flash = {"native"};
 };
 
 Status RunRestoreBench(const RestoreBenchOptions& options);

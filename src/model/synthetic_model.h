@@ -21,7 +21,8 @@ struct SyntheticShape {
   size_t dim, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size, context_length;
 };
 
-// "tinyllama" (TinyLlama-1.1B), "llama2-7b" (Llama-2-7B) and "small" (a quick test shape).
+// "tinyllama" (TinyLlama-1.1B), "llama2-7b" (Llama-2-7B), "llama2-7b-8l" (8 layers of its
+// shape) and "small" (a quick test shape).
 const std::vector<SyntheticShape>& SyntheticShapes();
 std::optional<SyntheticShape> FindSyntheticShape(std::string_view name);
 

@@ -355,7 +355,7 @@ TEST(LlamaModelTest, SyntheticSmallModelLoads) {
 }
 
 TEST(LlamaModelTest, SyntheticShapesAreKnown) {
-  for (const char* name : {"tinyllama", "llama2-7b", "small"}) {
+  for (const char* name : {"tinyllama", "llama2-7b", "llama2-7b-8l", "small"}) {
     EXPECT_TRUE(FindSyntheticShape(name).has_value()) << name;
   }
   EXPECT_FALSE(FindSyntheticShape("gpt-5").has_value());

@@ -16,7 +16,8 @@ Runner AddBench(CLI::App& app) {
       app.add_subcommand("bench", "measure memory bandwidth, prefill and decode speed in one run");
   cmd->add_option("-m,--model", o->models,
                   "model files (repeatable); default: synthetic models of --shape in --types");
-  cmd->add_option("--shape", o->shape, "synthetic shape: tinyllama, llama2-7b or small")
+  cmd->add_option("--shape", o->shape,
+                  "synthetic shape: tinyllama, llama2-7b, llama2-7b-8l or small")
       ->capture_default_str();
   cmd->add_option("--types", o->types, "synthetic weight types")->capture_default_str();
   cmd->add_option("--synth-dir", o->synth_dir,
@@ -49,12 +50,13 @@ Runner AddBench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--data-dir", r->data_dir, "restore: store directory (default: temporary)");
   cmd->add_option("--prompt-tokens", r->prompt_tokens,
-                  "restore: new prompt of the call that brings the context back")
+                  "restore: new prompt of the call that brings the context back (several: "
+                  "each is measured)")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
-  cmd->add_option(
-         "--flash", r->flash,
-         "restore: flash class of the store: " + FlashClassNames() + " (docs/flash_classes.md)")
+  cmd->add_option("--flash", r->flash,
+                  "restore: flash classes of the store (several: each is measured): " +
+                      FlashClassNames() + " (docs/flash_classes.md)")
       ->capture_default_str();
   return [o, r, workload] {
     if (*workload == "restore") {

@@ -19,8 +19,9 @@ struct SynthFlags {
 int RunSynth(const SynthFlags& f) {
   const auto shape = FindSyntheticShape(f.shape);
   if (!shape) {
-    return Fail("synth", Status::InvalidArgument("unknown shape '" + f.shape +
-                                                 "' (known: tinyllama, llama2-7b, small)"));
+    return Fail("synth",
+                Status::InvalidArgument("unknown shape '" + f.shape +
+                                        "' (known: tinyllama, llama2-7b, llama2-7b-8l, small)"));
   }
   const auto type = ParseWeightType(f.type);
   if (!type) {
@@ -49,7 +50,8 @@ Runner AddSynth(CLI::App& app) {
   auto flags = std::make_shared<SynthFlags>();
   CLI::App* cmd = app.add_subcommand(
       "synth", "write a random-weight GGUF model of a real shape (for speed and memory work)");
-  cmd->add_option("--shape", flags->shape, "tinyllama (1.1B), llama2-7b or small")
+  cmd->add_option("--shape", flags->shape,
+                  "tinyllama (1.1B), llama2-7b, llama2-7b-8l (8 of its layers) or small")
       ->capture_default_str();
   cmd->add_option("--type", flags->type, "weight type: F32, F16, BF16, Q8_0, Q4_0 or Q4_K")
       ->capture_default_str();
