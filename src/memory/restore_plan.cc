@@ -4,10 +4,24 @@
 
 namespace llms {
 
+namespace {
+
+// Seconds to compute the new rows, which follow the context's old tokens (2 * mean_position of
+// them) and so attend over all of them, plus `recomputed` rows of old chunks, which sit at
+// `mean_position` on average.
+double RowsSeconds(const CostModel& cost, size_t new_rows, size_t recomputed,
+                   double mean_position) {
+  const double new_position = 2 * mean_position + static_cast<double>(new_rows) / 2;
+  return cost.ComputeSeconds(new_rows, new_position) +
+         cost.ComputeSeconds(recomputed, mean_position);
+}
+
+}  // namespace
+
 std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
                                   double mean_position, const CostModel& cost) {
   std::vector<size_t> recompute, readable;
-  size_t read_bytes = 0, read_requests = 0, compute_rows = new_rows;
+  size_t read_bytes = 0, read_requests = 0, compute_rows = 0;  // recomputed rows
   for (size_t i = 0; i < missing.size(); ++i) {
     if (missing[i].read_bytes == 0) {
       recompute.push_back(missing[i].index);
@@ -25,7 +39,8 @@ std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size
     return ra != rb ? ra > rb : missing[a].index < missing[b].index;
   });
   auto makespan = [&](size_t bytes, size_t requests, size_t rows) {
-    return std::max(cost.ReadSeconds(bytes, requests), cost.ComputeSeconds(rows, mean_position));
+    return std::max(cost.ReadSeconds(bytes, requests),
+                    RowsSeconds(cost, new_rows, rows, mean_position));
   };
   for (size_t i : readable) {
     const MissingChunk& m = missing[i];
@@ -55,8 +70,8 @@ RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_row
                         double mean_position, const CostModel& cost, ReadPath path) {
   RestorePlan plan;
   plan.recompute = PlanRecompute(missing, new_rows, mean_position, cost);
-  size_t layer_bytes = 0, layer_requests = 0, pipelined_rows = new_rows;
-  size_t all_bytes = 0, bulk_rows = new_rows, groups = 1;
+  size_t layer_bytes = 0, layer_requests = 0, pipelined_rows = 0;  // recomputed rows
+  size_t all_bytes = 0, bulk_rows = 0, groups = 1;
   std::vector<size_t> forced;
   for (const MissingChunk& m : missing) {
     all_bytes += m.read_bytes;
@@ -75,10 +90,10 @@ RestorePlan PlanRestore(const std::vector<MissingChunk>& missing, size_t new_row
   if (all_bytes == 0) return plan;
   const double pipelined =
       PipelinedSeconds(cost.ReadSeconds(layer_bytes, layer_requests), groups,
-                       cost.ComputeSeconds(pipelined_rows, mean_position) +
+                       RowsSeconds(cost, new_rows, pipelined_rows, mean_position) +
                            cost.verify_seconds_per_byte * static_cast<double>(layer_bytes));
   const double bulk =
-      cost.BulkReadSeconds(all_bytes) + cost.ComputeSeconds(bulk_rows, mean_position);
+      cost.BulkReadSeconds(all_bytes) + RowsSeconds(cost, new_rows, bulk_rows, mean_position);
   if (path == ReadPath::kBulk || (path == ReadPath::kPlanned && bulk <= pipelined)) {
     plan.recompute = std::move(forced);
     plan.bulk_read = true;

@@ -22,6 +22,8 @@ struct MissingChunk {
 // read the rest and the time to compute the recomputed rows plus `new_rows` are as balanced as
 // the chunk granularity allows, minimising their maximum. Chunks not on flash are always
 // recomputed. Prefers recomputing the chunks that are most expensive to read per token.
+// `mean_position` is half the context's KV length: where recomputed rows sit on average; the
+// new rows follow the whole context and attend over all of it.
 std::vector<size_t> PlanRecompute(const std::vector<MissingChunk>& missing, size_t new_rows,
                                   double mean_position, const CostModel& cost);
 
