@@ -3,6 +3,8 @@
 // class's.
 #include "env/shaped_env.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -44,10 +46,32 @@ namespace {
 
 using Op = FlashDevice::Op;
 
+// Reads a batch on `base` with up to `threads` requests in flight, as a queue would take them:
+// this machine's disk read one at a time can be slower than a deep-queued class (a UFS class
+// would then measure this disk's single-request speed).
+void ReadConcurrently(RandomRWFile* base, std::span<RandomRWFile::ReadRequest> requests,
+                      size_t threads) {
+  threads = std::min(threads, requests.size());
+  if (threads <= 1) return base->ReadMany(requests);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < requests.size(); i = next++) {
+      StatusOr<size_t> n = base->Read(requests[i].offset, requests[i].out);
+      requests[i].done = n.ok() ? *n : 0;
+      requests[i].status = n.status();
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& h : helpers) h.join();
+}
+
 class ShapedFile final : public RandomRWFile {
  public:
-  ShapedFile(std::unique_ptr<RandomRWFile> base, std::shared_ptr<ShapedEnv::Device> device)
-      : base_(std::move(base)), device_(std::move(device)) {}
+  ShapedFile(std::unique_ptr<RandomRWFile> base, std::shared_ptr<ShapedEnv::Device> device,
+             size_t read_threads)
+      : base_(std::move(base)), device_(std::move(device)), read_threads_(read_threads) {}
 
   StatusOr<size_t> Read(uint64_t offset, std::span<uint8_t> out) override {
     const double submitted = device_->Now();
@@ -58,7 +82,7 @@ class ShapedFile final : public RandomRWFile {
   }
   void ReadMany(std::span<ReadRequest> requests) override {
     const double submitted = device_->Now();
-    base_->ReadMany(requests);
+    ReadConcurrently(base_.get(), requests, read_threads_);
     std::vector<uint64_t> bytes;
     for (const ReadRequest& r : requests) bytes.push_back(r.out.size());
     device_->Wait(submitted, Op::kRead, bytes);
@@ -88,6 +112,7 @@ class ShapedFile final : public RandomRWFile {
  private:
   std::unique_ptr<RandomRWFile> base_;
   std::shared_ptr<ShapedEnv::Device> device_;
+  const size_t read_threads_;
 };
 
 ShapedEnv::SleepUntil RealSleep(const Clock* clock) {
@@ -111,7 +136,10 @@ StatusOr<std::unique_ptr<RandomRWFile>> ShapedEnv::OpenRandomRWFile(const std::s
                                                                     bool direct_io) {
   LLMS_ASSIGN_OR_RETURN(std::unique_ptr<RandomRWFile> file,
                         base_->OpenRandomRWFile(path, direct_io));
-  return std::unique_ptr<RandomRWFile>(std::make_unique<ShapedFile>(std::move(file), device_));
+  // At most 8 reads in flight, as the store's io_uring would have on the native class.
+  const size_t read_threads = std::min<size_t>(flash_.queue_depth, 8);
+  return std::unique_ptr<RandomRWFile>(
+      std::make_unique<ShapedFile>(std::move(file), device_, read_threads));
 }
 
 }  // namespace llms

@@ -3,7 +3,9 @@
 // then waits until the class's device would have finished it. A request never completes sooner
 // than the base device does, so a class can only slow this machine down.
 //
-// Shaped: RandomRWFile Read, ReadMany (a batch shares the queue), Write, Sync. Not shaped:
+// Shaped: RandomRWFile Read, ReadMany (a batch shares the queue; its real reads run with up to
+// min(queue depth, 8) in flight, so this disk's one-at-a-time speed never caps a deep-queued
+// class), Write, Sync. Not shaped:
 // mapped files (the model), WritableFile, directories, and meta.sqlite, which SQLite reads and
 // writes through its own file layer (each commit pays this machine's fsync, not the class's).
 #pragma once
