@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 
 #include "bench/bench_util.h"
 #include "env/shaped_env.h"
@@ -178,12 +177,8 @@ Status RunRestoreBench(const RestoreBenchOptions& o) {
   if (!policy) return Status::InvalidArgument("unknown policy '" + o.policy + "'");
   std::vector<FlashClass> classes;
   for (const std::string& name : o.flash) {
-    const std::optional<FlashClass> flash = FlashClassByName(name);
-    if (!flash) {
-      return Status::InvalidArgument("unknown flash class '" + name + "' (one of " +
-                                     FlashClassNames() + ")");
-    }
-    classes.push_back(*flash);
+    LLMS_ASSIGN_OR_RETURN(FlashClass flash, ParseFlashClass(name));
+    classes.push_back(std::move(flash));
   }
   LLMS_ASSIGN_OR_RETURN(auto model, LlamaModel::Load(Env::Default(), o.model));
   EngineOptions eo;

@@ -28,6 +28,12 @@ std::optional<FlashClass> FlashClassByName(std::string_view name) {
   return std::nullopt;
 }
 
+StatusOr<FlashClass> ParseFlashClass(std::string_view name) {
+  if (std::optional<FlashClass> c = FlashClassByName(name)) return *c;
+  return Status::InvalidArgument("unknown flash class '" + std::string(name) + "' (one of " +
+                                 FlashClassNames() + ")");
+}
+
 std::string FlashClassNames() {
   std::string names;
   for (const FlashClass& c : FlashClasses()) names += (names.empty() ? "" : ", ") + c.name;

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
+
 namespace llms {
 
 struct FlashClass {
@@ -34,6 +36,8 @@ struct FlashClass {
 // native, ufs, emmc, slow (in that order).
 const std::vector<FlashClass>& FlashClasses();
 std::optional<FlashClass> FlashClassByName(std::string_view name);
+// The class, or InvalidArgument naming the known ones (for command-line values).
+StatusOr<FlashClass> ParseFlashClass(std::string_view name);
 // "native, ufs, emmc, slow": for help texts and errors.
 std::string FlashClassNames();
 

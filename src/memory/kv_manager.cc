@@ -18,9 +18,7 @@ KvManager::KvManager(Passkey, Engine* engine, ChunkStore* store, const KvManager
       budget_(options.budget_bytes),
       table_(store, engine->kv_layout().chunk_tokens, engine->config().vocab_size,
              [this] { return engine_->NewCache(this); }),
-      evictor_(options.policy.order, options.policy.unit) {
-  read_path_ = options.read_path;
-}
+      evictor_(options.policy.order, options.policy.unit) {}
 
 StatusOr<std::unique_ptr<KvManager>> KvManager::Open(Engine* engine, ChunkStore* store,
                                                      const KvManagerOptions& options) {

@@ -49,9 +49,6 @@ struct KvManagerOptions {
   // true writes a scratch context and deletes it (benchmarks and replay on an empty store).
   bool measure_reads_with_scratch = true;
   CostModel cost;
-  // How stored chunks are read under a pipelined policy: the cost model's choice (kPlanned), or
-  // pinned to bulk or to the layer-wise pipeline (benchmarks of both paths; tests).
-  ReadPath read_path = ReadPath::kPlanned;
   // Times calls (their statistics) and dates contexts (last use). Must outlive the manager; a
   // ManualClock makes both deterministic in tests.
   const Clock* clock = Clock::Real();
@@ -148,8 +145,8 @@ class KvManager : private KvChunkAllocator {
   const Policy& policy() const { return options_.policy; }
   // Restore plans made since Open (one per call).
   uint64_t restore_plans() const { return restore_plans_; }
-  // Pins how the next calls read stored chunks (KvManagerOptions::read_path): a benchmark
-  // measures each path on the same manager.
+  // Pins how the next calls read stored chunks under a pipelined policy (ReadPath; the cost
+  // model's choice until then): a benchmark measures each path on the same manager.
   void SetReadPath(ReadPath path) { read_path_ = path; }
   // Drops the given resident chunks of a context (written to flash first, as eviction does).
   Status TEST_EvictChunks(uint64_t id, const std::vector<size_t>& chunks);

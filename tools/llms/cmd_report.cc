@@ -326,13 +326,9 @@ Status RunReport(ReportSettings s) {
                         ReadText(s.data_dir + "/tinystories-valid.txt", 0));
 
   // Plan everything first so the progress bar knows the total.
-  const std::optional<FlashClass> flash = FlashClassByName(s.flash);
-  if (!flash) {
-    return Status::InvalidArgument("unknown flash class '" + s.flash + "' (one of " +
-                                   FlashClassNames() + ")");
-  }
+  LLMS_ASSIGN_OR_RETURN(const FlashClass flash, ParseFlashClass(s.flash));
   std::unique_ptr<ShapedEnv> shaped;
-  if (flash->shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), *flash);
+  if (flash.shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), flash);
   Env* const env = shaped ? shaped.get() : Env::Default();
   LLMS_ASSIGN_OR_RETURN(LoadedEval small, LoadForEval(s, s.small_model, env));
   AccuracyOptions ao;
