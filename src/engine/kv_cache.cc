@@ -25,6 +25,16 @@ KvChunk::KvChunk(Passkey, const KvLayout& layout, size_t num_layers, KvLevel lev
       prob_sum_(layout.chunk_tokens, 0.0f),
       prob_count_(layout.chunk_tokens, 0.0f) {}
 
+StatusOr<std::unique_ptr<KvChunk>> KvChunk::Clone(KvChunkAllocator* allocator) const {
+  LLMS_ASSIGN_OR_RETURN(auto copy, Create(layout_, num_layers_, level_, allocator));
+  copy->data_ = data_;
+  copy->present_ = present_;
+  copy->valid_tokens_ = valid_tokens_;
+  copy->prob_sum_ = prob_sum_;
+  copy->prob_count_ = prob_count_;
+  return copy;
+}
+
 KvChunk::~KvChunk() {
   if (allocator_ != nullptr) allocator_->Release(data_.size());
 }

@@ -35,6 +35,9 @@ class KvChunk {
                                                    KvLevel level, KvChunkAllocator* allocator);
   ~KvChunk();
   KvChunk(const KvChunk&) = delete;
+  // A copy of this chunk (bytes, present layers, valid tokens, attention statistics) whose bytes
+  // are reserved from `allocator` (may be null). Errors: the allocator's.
+  StatusOr<std::unique_ptr<KvChunk>> Clone(KvChunkAllocator* allocator) const;
   KvChunk& operator=(const KvChunk&) = delete;
 
   const KvLayout& layout() const { return layout_; }

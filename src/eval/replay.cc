@@ -29,6 +29,8 @@ class Runner {
   virtual ~Runner() = default;
   virtual StatusOr<uint64_t> Create() = 0;
   virtual StatusOr<CallResult> Call(uint64_t id, const TraceCall& call) = 0;
+  // A context whose text and KV are a history's.
+  virtual StatusOr<uint64_t> Adopt(std::span<const int32_t> tokens, const KvCache& kv) = 0;
 };
 
 class ManagerRunner : public Runner {
@@ -37,6 +39,9 @@ class ManagerRunner : public Runner {
   StatusOr<uint64_t> Create() override { return m_->CreateContext("replay", {}); }
   StatusOr<CallResult> Call(uint64_t id, const TraceCall& call) override {
     return m_->Call("replay", id, call.prompt, CallOptions(call), nullptr);
+  }
+  StatusOr<uint64_t> Adopt(std::span<const int32_t> tokens, const KvCache& kv) override {
+    return m_->AdoptContext("replay", tokens, kv);
   }
 
  private:
@@ -59,6 +64,20 @@ class ResidentRunner : public Runner {
     r.stats.first_token_seconds = r.generation.prefill_seconds;
     return r;
   }
+  StatusOr<uint64_t> Adopt(std::span<const int32_t> tokens, const KvCache& kv) override {
+    Context c{engine_->NewCache(nullptr), {tokens.begin(), tokens.end()}};
+    for (size_t i = 0; i < kv.num_chunks(); ++i) {
+      if (kv.chunk(i) == nullptr) continue;
+      LLMS_ASSIGN_OR_RETURN(auto chunk, kv.chunk(i)->Clone(nullptr));
+      c.cache->PutChunk(i, std::move(chunk));
+    }
+    c.cache->set_num_tokens(kv.num_tokens());
+    contexts_.push_back(std::move(c));
+    return contexts_.size() - 1;
+  }
+  // The history's KV, moved out (BuildHistories).
+  std::unique_ptr<KvCache> TakeCache(uint64_t id) { return std::move(contexts_[id].cache); }
+  const std::vector<int32_t>& tokens(uint64_t id) const { return contexts_[id].tokens; }
 
  private:
   struct Context {
@@ -106,6 +125,10 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
       switches.push_back(c.switch_seconds);
       if (c.paired_seconds >= 0) paired.push_back(c.paired_seconds);
       ready.push_back(c.stats.ready_seconds);
+      s.read_seconds += c.stats.read_seconds;
+      s.write_seconds += c.stats.write_seconds;
+      s.recompute_seconds += c.stats.recompute_seconds;
+      s.other_seconds += c.stats.other_seconds;
     }
     s.bytes_read += c.stats.bytes_read;
     s.bytes_written += c.stats.bytes_written;
@@ -116,6 +139,10 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
     decode += c.decode_seconds;
     prefill += c.prefill_seconds;
     prefill_tokens += c.stats.prompt_tokens;
+  }
+  if (s.switched_calls > 0) {
+    const double n = static_cast<double>(s.switched_calls);
+    s.read_seconds /= n, s.write_seconds /= n, s.recompute_seconds /= n, s.other_seconds /= n;
   }
   s.switch_latency = Summarize(switches);
   s.ready = Summarize(ready);
@@ -175,6 +202,57 @@ size_t TraceKvBytesF16(const Engine& engine, const Trace& trace) {
   return tokens * c.n_layers * 2 * c.kv_width() * 2;  // K and V, 2 bytes a value
 }
 
+size_t HistoryKvBytesF16(const Engine& engine, const Trace& trace) {
+  const ModelConfig& c = engine.config();
+  size_t tokens = 0;
+  for (const TraceCall& call : trace.calls) {
+    if (call.warmup) tokens += call.prompt.size() + call.max_tokens;
+  }
+  return tokens * c.n_layers * 2 * c.kv_width() * 2;  // K and V, 2 bytes a value
+}
+
+StatusOr<ReplayHistories> BuildHistories(Engine* engine, const Trace& trace) {
+  LLMS_RETURN_IF_ERROR(CheckTrace(*engine, trace));
+  const Stopwatch timer;
+  ResidentRunner runner(engine);
+  std::vector<uint64_t> ids;
+  for (size_t c = 0; c < trace.contexts; ++c) {
+    LLMS_ASSIGN_OR_RETURN(uint64_t id, runner.Create());
+    ids.push_back(id);
+  }
+  for (const TraceCall& call : trace.calls) {
+    if (!call.warmup) continue;
+    LLMS_RETURN_IF_ERROR(runner.Call(ids[call.context], call).status());
+  }
+  ReplayHistories h;
+  for (uint64_t id : ids) {
+    h.tokens.push_back(runner.tokens(id));
+    h.kv.push_back(runner.TakeCache(id));
+  }
+  h.seconds = timer.Seconds();
+  return h;
+}
+
+// The histories must be what the trace's warm-up calls make.
+Status CheckHistories(const Trace& trace, const ReplayHistories& h) {
+  std::vector<std::vector<int32_t>> expected(trace.contexts);
+  for (const TraceCall& call : trace.calls) {
+    if (call.warmup) {
+      if (call.max_tokens > 0) {
+        return Status::InvalidArgument(
+            "replay: adopted histories need warm-up calls that "
+            "generate nothing (the text would depend on the run)");
+      }
+      expected[call.context].insert(expected[call.context].end(), call.prompt.begin(),
+                                    call.prompt.end());
+    }
+  }
+  if (h.tokens != expected || h.kv.size() != trace.contexts) {
+    return Status::InvalidArgument("replay: the histories are not this trace's warm-up calls");
+  }
+  return Status::Ok();
+}
+
 StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOptions& o) {
   LLMS_RETURN_IF_ERROR(CheckTrace(*engine, trace));
   std::unique_ptr<ChunkStore> store;
@@ -208,9 +286,18 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
   }
 
   std::vector<uint64_t> ids;
-  for (size_t c = 0; c < trace.contexts; ++c) {
-    LLMS_ASSIGN_OR_RETURN(uint64_t id, runner->Create());
-    ids.push_back(id);
+  if (o.histories != nullptr) {
+    LLMS_RETURN_IF_ERROR(CheckHistories(trace, *o.histories));
+    for (size_t c = 0; c < trace.contexts; ++c) {
+      LLMS_ASSIGN_OR_RETURN(uint64_t id,
+                            runner->Adopt(o.histories->tokens[c], *o.histories->kv[c]));
+      ids.push_back(id);
+    }
+  } else {
+    for (size_t c = 0; c < trace.contexts; ++c) {
+      LLMS_ASSIGN_OR_RETURN(uint64_t id, runner->Create());
+      ids.push_back(id);
+    }
   }
   std::vector<size_t> lengths(trace.contexts, 0);
   ReplayResult result;
@@ -225,6 +312,13 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
     r.arrival_seconds = call.arrival_seconds;
     r.start_seconds = std::max(clock, call.arrival_seconds);
     r.context_tokens = lengths[call.context];
+    if (call.warmup && o.histories != nullptr) {  // adopted above
+      r.adopted = true;
+      lengths[call.context] += call.prompt.size();
+      result.calls.push_back(r);
+      if (o.progress) o.progress(i + 1, trace.calls.size());
+      continue;
+    }
     const Stopwatch wall;
     StatusOr<CallResult> out = runner->Call(ids[call.context], call);
     if (!out.ok()) {

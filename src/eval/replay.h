@@ -23,6 +23,18 @@ namespace llms {
 // f16 in an unlimited cache (the baseline of the generation slowdown; it has no switches).
 inline constexpr const char* kNoManager = "none";
 
+// The contexts' histories (the trace's warm-up calls) computed once, without a manager, at f16:
+// every system's run adopts them (KvManager::AdoptContext) instead of computing them again, so
+// all start from the same KV, each compressed, kept and written by its own policy under its
+// budget before the first measured call.
+struct ReplayHistories {
+  std::vector<std::vector<int32_t>> tokens;  // per context
+  std::vector<std::unique_ptr<KvCache>> kv;  // per context: resident f16 chunks
+  double seconds = 0;                        // computing them
+};
+// Runs the warm-up calls of `trace` on resident caches. Errors: as Replay's.
+StatusOr<ReplayHistories> BuildHistories(Engine* engine, const Trace& trace);
+
 struct ReplayOptions {
   std::string system = "llms";  // a Policy::Names() entry or kNoManager
   size_t budget_bytes = size_t{64} << 20;
@@ -35,6 +47,8 @@ struct ReplayOptions {
   // The same measured cost model for every system of a comparison (fair restore plans, and one
   // measurement instead of one per system); null measures it at Open.
   const CostModel* cost = nullptr;
+  // Adopted in place of running the warm-up calls (null: they run). Must be of the same trace.
+  const ReplayHistories* histories = nullptr;
   // Called after each call with (calls done, calls in the trace).
   std::function<void(size_t, size_t)> progress;
 };
@@ -44,6 +58,7 @@ struct CallRecord {
   size_t index = 0;  // in the trace
   uint32_t context = 0;
   bool warmup = false;
+  bool adopted = false;  // a warm-up call whose result was adopted from ReplayHistories, not run
   // Its context differs from the previous call's: a context switch. The latency summaries are
   // over these calls; a call on the context just used has nothing to restore.
   bool switched = false;
@@ -85,6 +100,8 @@ struct RunSummary {
   size_t decode_tokens = 0;
   double decode_seconds_per_token = 0;
   double prefill_seconds_per_token = 0;
+  // Over the calls that switched context: mean seconds of restore_seconds' parts (CallStats).
+  double read_seconds = 0, write_seconds = 0, recompute_seconds = 0, other_seconds = 0;
   double wall_seconds = 0;    // every call including warm-up
   double queued_seconds = 0;  // virtual time calls waited for a previous call (0: gaps suffice)
 };
@@ -105,7 +122,10 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
 Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* result);
 
 // The f16 KV bytes of all contexts of `trace` once every call has run (prompts plus generated
-// tokens): the reference the budgets of a comparison are fractions of.
+// tokens).
 size_t TraceKvBytesF16(const Engine& engine, const Trace& trace);
+// The f16 KV bytes of all contexts at the start of the measured calls (their histories): the
+// reference the budgets of a comparison are fractions of.
+size_t HistoryKvBytesF16(const Engine& engine, const Trace& trace);
 
 }  // namespace llms

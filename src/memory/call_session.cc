@@ -144,15 +144,16 @@ StatusOr<GenerateResult> CallSession::Step(const std::function<bool(std::string_
   const std::span<const int32_t> piece = std::span(prompt_).subspan(prompt_done_, take);
   StatusOr<GenerateResult> r = GenerateResult{};
   if (steps_ == 0) {
-    double setup = 0, first_prefill = 0;
+    double setup = 0, first_prefill = 0, setup_writes = 0;
     do {  // the first step carries the restore; once more if stored chunks failed their reads
       g.prefill.recompute_chunks = restorer_->recompute();
       g.prefill.before_layer = restorer_->BeforeLayer(ctx_->cache.get());
       setup = call_.Seconds();
+      setup_writes = m_->writer_ != nullptr ? m_->writer_->call_write_seconds() : 0.0;
       r = RunPieces(piece, g, on_text, &first_prefill);
       restorer_->Finish();
     } while (!r.ok() && RetryAfterFailedReads());
-    if (r.ok()) RecordFirstStep(*r, setup, first_prefill);
+    if (r.ok()) RecordFirstStep(*r, setup, setup_writes, first_prefill);
   } else {
     double unused = 0;
     r = RunPieces(piece, g, on_text, &unused);
@@ -261,28 +262,13 @@ size_t CallSession::PassBytes(size_t new_rows, size_t recomputed) const {
   return bytes;
 }
 
-// After a pass: densities refreshed, changed chunks dirty, then compressed (every unlocked
-// context's in global mode).
 void CallSession::AfterPass() {
   MutexLock lock(&m_->mu_);
-  const size_t n = ctx_->cache->num_chunks(), known = ctx_->chunks.size();
-  ctx_->chunks.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    ChunkState& s = ctx_->chunks[i];
-    KvChunk* chunk = ctx_->cache->chunk(i);
-    if (chunk == nullptr) continue;
-    s.density = chunk->Density();
-    // Chunks that received tokens changed; loaded and recomputed ones did not.
-    if (i >= known || !m_->table_.FlashCopyMatches(*ctx_, i, chunk->valid_tokens())) {
-      s.version = ++m_->next_version_;
-      s.dirty = true;
-    }
-  }
-  m_->Compress(ctx_);
-  for (size_t i = 0; i < n; ++i) m_->Touch(ctx_, i);
+  m_->AfterPass(ctx_);
 }
 
-void CallSession::RecordFirstStep(const GenerateResult& r, double setup, double first_prefill) {
+void CallSession::RecordFirstStep(const GenerateResult& r, double setup, double setup_writes,
+                                  double first_prefill) {
   const size_t T = ctx_->cache->chunk_tokens(), old_kv = begin_kv_;
   stats_.first_token_seconds = setup + r.prefill_seconds;
   // Ready: every old chunk present. Loaded ones arrive with the reads; recomputed ones with the
@@ -297,10 +283,14 @@ void CallSession::RecordFirstStep(const GenerateResult& r, double setup, double 
     recomputed_rows += std::min(T, old_kv - std::min(old_kv, c * T));
   const double io_wait = restorer_->io_wait_seconds();
   const double compute = std::max(0.0, first_prefill - io_wait);
-  stats_.restore_seconds =
-      setup + io_wait +
+  stats_.recompute_seconds =
       compute * static_cast<double>(recomputed_rows) /
-          static_cast<double>(std::max<size_t>(1, recomputed_rows + r.prompt_tokens));
+      static_cast<double>(std::max<size_t>(1, recomputed_rows + r.prompt_tokens));
+  stats_.restore_seconds = setup + io_wait + stats_.recompute_seconds;
+  stats_.read_seconds = restorer_->bulk_read_seconds() + io_wait;
+  stats_.write_seconds = setup_writes;
+  stats_.other_seconds = std::max(0.0, stats_.restore_seconds - stats_.read_seconds -
+                                           stats_.write_seconds - stats_.recompute_seconds);
   // An estimate (the cost model's time for the same rows on a resident context), so it is
   // clamped: a pass faster than the model predicts is not a negative switch.
   const size_t new_rows = r.prompt_tokens;
@@ -365,20 +355,7 @@ StatusOr<CallResult> CallSession::End() {
                          ": the call's text could not be saved, so the context is back where the "
                          "call began");
   }
-  ctx_->last_used_unix_ms = m_->options_.clock->UnixMillis();
-  ctx_->locked = false;
-  if (m_->store_ != nullptr && m_->options_.policy.ahead_of_time_swap) {
-    // Global planning re-levels every unlocked context's chunks: their new versions too.
-    std::vector<uint64_t> changed = {ctx_->id};
-    if (m_->options_.policy.compression == CompressionMode::kToleranceGlobal) {
-      for (const Context* other : m_->table_.All()) {
-        if (other != ctx_ && !other->locked && other->damage.empty()) changed.push_back(other->id);
-      }
-    }
-    for (uint64_t id : changed) {  // a synchronous writer releases the lock between them
-      if (Context* c = m_->table_.FindById(id)) m_->QueueWrites(c);
-    }
-  }
+  m_->ReleaseAfterCall(ctx_);
   if (m_->writer_ != nullptr) stats_.bytes_written = m_->writer_->call_bytes_written();
   return CallResult{total_, stats_};
 }

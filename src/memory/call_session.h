@@ -64,7 +64,10 @@ class CallSession {
   std::vector<size_t> PromptPieces(size_t prompt_size) const;
   size_t PassBytes(size_t new_rows, size_t recomputed) const;
   void AfterPass();
-  void RecordFirstStep(const GenerateResult& r, double setup, double first_prefill);
+  // `setup`: seconds from the call's start to its first pass; `setup_writes`: of them, writing
+  // victims.
+  void RecordFirstStep(const GenerateResult& r, double setup, double setup_writes,
+                       double first_prefill);
   bool RetryAfterFailedReads();
   void Abort();
 

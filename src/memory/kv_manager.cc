@@ -78,6 +78,70 @@ StatusOr<uint64_t> KvManager::CreateContext(const std::string& app, std::span<co
   return ctx->id;
 }
 
+StatusOr<uint64_t> KvManager::AdoptContext(const std::string& app, std::span<const int32_t> tokens,
+                                           const KvCache& kv) {
+  const KvLayout& L = engine_->kv_layout();
+  if (kv.num_tokens() != tokens.size() || kv.num_layers() != engine_->config().n_layers ||
+      kv.chunk_tokens() != L.chunk_tokens) {
+    return Status::InvalidArgument("adopt: KV of " + std::to_string(kv.num_tokens()) + " tokens, " +
+                                   std::to_string(kv.num_layers()) + " layers, chunks of " +
+                                   std::to_string(kv.chunk_tokens()) +
+                                   " tokens does not fit a text of " +
+                                   std::to_string(tokens.size()) + " tokens on a model of " +
+                                   std::to_string(engine_->config().n_layers) +
+                                   " layers with chunks of " + std::to_string(L.chunk_tokens));
+  }
+  for (size_t i = 0; i < kv.num_chunks(); ++i) {
+    if (kv.chunk(i) == nullptr) {
+      return Status::InvalidArgument("adopt: chunk " + std::to_string(i) + " is not resident");
+    }
+  }
+  LLMS_ASSIGN_OR_RETURN(uint64_t id, CreateContext(app, tokens));
+  Context* ctx = nullptr;
+  {
+    MutexLock lock(&mu_);
+    ctx = table_.FindById(id);
+    ctx->locked_info = table_.Info(*ctx);
+    ctx->locked_tokens = ctx->tokens;
+    ctx->locked = true;  // eviction leaves it alone while it fills
+  }
+  // In pieces of at most a quarter of the budget at the source's size, compressed after each, as
+  // a call's prompt pieces are (call_session.cc), so that a history larger than the budget at f16
+  // can still be adopted by a policy that compresses it.
+  const size_t T = L.chunk_tokens, n = kv.num_chunks();
+  const size_t chunk_bytes = n > 0 ? std::max<size_t>(1, kv.chunk(0)->bytes()) : 1;
+  const size_t piece = std::max<size_t>(1, budget_.limit() / 4 / chunk_bytes);
+  Status status = Status::Ok();
+  for (size_t begin = 0; begin < n && status.ok(); begin += piece) {
+    const size_t end = std::min(n, begin + piece);
+    size_t bytes = 0;
+    for (size_t i = begin; i < end; ++i) bytes += kv.chunk(i)->bytes();
+    (void)MakeRoom(bytes);
+    for (size_t i = begin; i < end && status.ok(); ++i) {
+      StatusOr<std::unique_ptr<KvChunk>> copy = kv.chunk(i)->Clone(this);
+      status = copy.status();
+      if (!status.ok()) break;
+      ctx->cache->PutChunk(i, std::move(copy).value());
+      ctx->cache->set_num_tokens(std::min(tokens.size(), (i + 1) * T));
+    }
+    MutexLock lock(&mu_);
+    AfterPass(ctx);
+  }
+  if (status.ok() && store_ != nullptr) {
+    status = store_->UpdateContext(id, ctx->tokens, ctx->cache->num_tokens());
+  }
+  {
+    MutexLock lock(&mu_);
+    if (status.ok()) {
+      ReleaseAfterCall(ctx);
+      return id;
+    }
+    ctx->locked = false;
+  }
+  (void)DeleteContext(app, id);
+  return status.WithContext("adopt: context of " + std::to_string(tokens.size()) + " tokens");
+}
+
 Status KvManager::DeleteContext(const std::string& app, uint64_t id) {
   std::unique_ptr<Context> doomed;
   {
@@ -164,6 +228,42 @@ Status KvManager::SlideContext(const std::string& app, uint64_t id, size_t recen
   }
   if (store_ == nullptr) return Status::Ok();
   return store_->UpdateContext(id, tokens, kv_tokens, 1);
+}
+
+// After a pass: densities refreshed, changed chunks dirty, then compressed (every unlocked
+// context's in global mode).
+void KvManager::AfterPass(Context* ctx) {
+  const size_t n = ctx->cache->num_chunks(), known = ctx->chunks.size();
+  ctx->chunks.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    ChunkState& s = ctx->chunks[i];
+    KvChunk* chunk = ctx->cache->chunk(i);
+    if (chunk == nullptr) continue;
+    s.density = chunk->Density();
+    // Chunks that received tokens changed; loaded and recomputed ones did not.
+    if (i >= known || !table_.FlashCopyMatches(*ctx, i, chunk->valid_tokens())) {
+      s.version = ++next_version_;
+      s.dirty = true;
+    }
+  }
+  Compress(ctx);
+  for (size_t i = 0; i < n; ++i) Touch(ctx, i);
+}
+
+void KvManager::ReleaseAfterCall(Context* ctx) {
+  ctx->last_used_unix_ms = options_.clock->UnixMillis();
+  ctx->locked = false;
+  if (store_ == nullptr || !options_.policy.ahead_of_time_swap) return;
+  // Global planning re-levels every unlocked context's chunks: their new versions too.
+  std::vector<uint64_t> changed = {ctx->id};
+  if (options_.policy.compression == CompressionMode::kToleranceGlobal) {
+    for (const Context* other : table_.All()) {
+      if (other != ctx && !other->locked && other->damage.empty()) changed.push_back(other->id);
+    }
+  }
+  for (uint64_t id : changed) {  // a synchronous writer releases the lock between them
+    if (Context* c = table_.FindById(id)) QueueWrites(c);
+  }
 }
 
 void KvManager::Compress(Context* ctx) {

@@ -78,6 +78,11 @@ struct CallStats {
   // done up front), waits for the I/O thread inside the pass (I/O that overlapped compute is not
   // counted) and the recomputed rows' share of the pass's compute.
   double restore_seconds = 0;
+  // restore_seconds split by what the call waited for: reading stored chunks (a bulk read before
+  // the pass, waits for the I/O thread inside it), writing dirty victims to make room before the
+  // pass, the recomputed rows' compute, and the rest (planning, allocation, eviction's
+  // bookkeeping).
+  double read_seconds = 0, write_seconds = 0, recompute_seconds = 0, other_seconds = 0;
 };
 
 struct CallResult {
@@ -105,6 +110,13 @@ class KvManager : private KvChunkAllocator {
   // `origin` is kept with the context ("native" or "http": the HTTP API may retire its own).
   StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> prefix,
                                    const std::string& origin = "native");
+  // A new context whose text is `tokens` and whose KV is a copy of `kv` (its resident chunks,
+  // with their attention statistics), left as a call that computed it would leave it: compressed,
+  // queued for writing, other contexts evicted to make room. A trace replay computes each history
+  // once and starts every system from it. InvalidArgument when `kv` does not match the model or
+  // the text; the budget's and the store's errors (the context is then deleted).
+  StatusOr<uint64_t> AdoptContext(const std::string& app, std::span<const int32_t> tokens,
+                                  const KvCache& kv);
   // NotFound for an unknown id or one owned by another app (the same message either way);
   // Unavailable while a call holds it.
   Status DeleteContext(const std::string& app, uint64_t id);
@@ -182,6 +194,10 @@ class KvManager : private KvChunkAllocator {
   WriteJob MakeWriteJob(const Context& ctx, size_t index) REQUIRES(mu_);
   void QueueWrites(Context* ctx) REQUIRES(mu_);
   void Touch(Context* ctx, size_t index) REQUIRES(mu_);
+  // After a pass over a locked context: densities refreshed, changed chunks dirty, compressed.
+  void AfterPass(Context* ctx) REQUIRES(mu_);
+  // The end of a call whose text is committed: dated, unlocked, its changed chunks queued.
+  void ReleaseAfterCall(Context* ctx) REQUIRES(mu_);
   // Compresses the context's chunks (every unlocked context's, in global mode).
   void Compress(Context* ctx) REQUIRES(mu_);
   // Cuts the context back to its first `tokens` tokens (text, KV and chunk states). A chunk left

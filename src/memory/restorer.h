@@ -63,6 +63,8 @@ class Restorer {
   size_t bytes_read() const;
   double ready_seconds() const { return load_.empty() ? 0.0 : io_start_ + io_seconds_; }
   double io_wait_seconds() const { return io_wait_; }
+  // Seconds Start spent reading in bulk (0 for a pipelined read).
+  double bulk_read_seconds() const { return bulk_ ? io_seconds_ : 0.0; }
 
  private:
   void ReadWhole(KvCache* cache);

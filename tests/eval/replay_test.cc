@@ -44,9 +44,11 @@ class ReplayTest : public testing::DefaultEngineTest {
     cost_.bulk_read_seconds_per_byte = 1 / 2e9;
   }
 
-  static ReplayResult Run(const std::string& system, double budget_fraction = 0.4) {
+  static ReplayResult Run(const std::string& system, double budget_fraction = 0.4,
+                          const ReplayHistories* histories = nullptr) {
     testing::TempDir dir;
     ReplayOptions o;
+    o.histories = histories;
     o.system = system;
     o.budget_bytes = static_cast<size_t>(budget_fraction *
                                          static_cast<double>(TraceKvBytesF16(*engine_, trace_)));
@@ -160,6 +162,45 @@ TEST_F(ReplayTest, SameTraceSameWork) {
     EXPECT_EQ(a.calls[i].stats.chunks_recomputed, b.calls[i].stats.chunks_recomputed) << i;
     EXPECT_EQ(a.calls[i].stats.bytes_read, b.calls[i].stats.bytes_read) << i;
   }
+}
+
+// Histories computed once and adopted by each system leave it where running the warm-up calls
+// would: every measured call finds the same context and moves the same chunks.
+TEST_F(ReplayTest, AdoptedHistoriesStartEverySystemWhereItsWarmupWould) {
+  auto histories = BuildHistories(engine_.get(), trace_);
+  ASSERT_OK(histories);
+  ASSERT_EQ(histories->kv.size(), trace_.contexts);
+  size_t tokens = 0;
+  for (size_t c = 0; c < trace_.contexts; ++c) {
+    EXPECT_EQ(histories->kv[c]->num_tokens(), histories->tokens[c].size());
+    tokens += histories->tokens[c].size();
+  }
+  const ModelConfig& m = model_->config();
+  EXPECT_EQ(HistoryKvBytesF16(*engine_, trace_), tokens * m.n_layers * m.kv_width() * 4);
+  for (const std::string system : {"none", "llms", "vllm-sq", "swap", "lmk"}) {
+    SCOPED_TRACE(system);
+    const ReplayResult ran = Run(system, 0.4), adopted = Run(system, 0.4, &*histories);
+    CheckConsistent(trace_, adopted);
+    ASSERT_EQ(ran.calls.size(), adopted.calls.size());
+    for (size_t i = 0; i < ran.calls.size(); ++i) {
+      const CallRecord &a = ran.calls[i], &b = adopted.calls[i];
+      EXPECT_EQ(b.adopted, b.warmup);
+      if (a.warmup) continue;
+      EXPECT_EQ(a.context_tokens, b.context_tokens) << i;
+      EXPECT_EQ(a.stats.chunks, b.stats.chunks) << i;
+      EXPECT_EQ(a.stats.chunks_loaded + a.stats.chunks_recomputed,
+                b.stats.chunks_loaded + b.stats.chunks_recomputed)
+          << i;
+      EXPECT_EQ(a.stats.bytes_read, b.stats.bytes_read) << i;
+    }
+  }
+  Trace other = trace_;
+  other.calls[0].prompt[0] ^= 1;
+  ReplayOptions o;
+  o.system = "llms";
+  o.store_dir = testing::TempDir().File("store");
+  o.histories = &*histories;
+  EXPECT_EQ(Replay(engine_.get(), other, o).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ReplayTest, UnknownSystemAndForeignTokensAreInvalidArgument) {

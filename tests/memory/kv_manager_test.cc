@@ -142,6 +142,52 @@ TEST_F(KvManagerTest, RestoreIsLosslessUnderRandomEviction) {
   }
 }
 
+// A context adopted from a resident cache continues exactly as that cache does, after the budget
+// made the manager evict and write it and read it back; a KV that does not fit the text is
+// refused.
+TEST_F(KvManagerTest, AnAdoptedContextContinuesAsItsSourceWould) {
+  std::vector<int32_t> history = Story(0, 150);
+  history.insert(history.begin(), 1);
+  std::unique_ptr<KvCache> source = engine_->NewCache(nullptr);
+  GenerateOptions g;
+  g.sampling.temperature = 0;
+  g.max_tokens = 0;
+  std::vector<int32_t> source_tokens;
+  ASSERT_OK(Generate(engine_.get(), source.get(), &source_tokens, history, g, nullptr));
+  // Room for about one history at f16: adopting the second evicts the first.
+  const size_t chunks = CeilDiv(history.size(), engine_->kv_layout().chunk_tokens);
+  OpenManager(Uncompressed(RestoreMode::kLoadThenRun), (chunks + 2) * ChunkBytes(KvLevel::kF16));
+  auto first = manager_->AdoptContext(kApp, history, *source);
+  auto second = manager_->AdoptContext(kApp, history, *source);
+  ASSERT_OK(first);
+  ASSERT_OK(second);
+  ASSERT_OK(manager_->CheckInvariants());
+  auto info = manager_->GetContextInfo(kApp, *first);
+  ASSERT_OK(info);
+  EXPECT_EQ(info->tokens, history.size());
+  EXPECT_LT(info->resident_chunks, info->chunks);
+  EXPECT_EQ(info->flash_chunks, info->chunks);
+
+  const std::vector<int32_t> prompt = Story(150, 20);
+  g.max_tokens = 4;
+  g.return_prompt_logits = true;
+  auto want = Generate(engine_.get(), source.get(), &source_tokens, prompt, g, nullptr);
+  ASSERT_OK(want);
+  auto got = CallFor(*first, prompt, 4);
+  ASSERT_OK(got);
+  EXPECT_GT(got->stats.chunks_loaded, 0u);
+  EXPECT_EQ(got->generation.tokens, want->tokens);
+  const size_t vocab = model_->config().vocab_size;
+  EXPECT_LT(testing::MaxRelativeError(
+                LastLogits(*got).data(),
+                want->prompt_logits.data() + want->prompt_logits.size() - vocab, vocab),
+            1e-4);
+
+  const std::vector<int32_t> shorter(history.begin(), history.end() - 1);
+  EXPECT_EQ(manager_->AdoptContext(kApp, shorter, *source).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(KvManagerTest, BudgetIsNeverExceeded) {
   const size_t budget = 10 * ChunkBytes(KvLevel::kF16);
   OpenManager(Policy::Llms(), budget);
