@@ -117,8 +117,9 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
 
 // Sets each call's paired_seconds against `reference`, a run of the same trace without a memory
 // manager (kNoManager): first token minus the reference's for the same call, the same prompt on a
-// resident context. Re-summarises `result`. Errors: InvalidArgument when the two runs are not of
-// the same trace.
+// resident context. The run may be of a prefix of the reference's trace (a slow system on fewer
+// calls). Re-summarises `result`. Errors: InvalidArgument when the two runs are not of the same
+// trace.
 Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* result);
 
 // The f16 KV bytes of all contexts of `trace` once every call has run (prompts plus generated

@@ -104,13 +104,16 @@ Status CheckOptions(const TraceOptions& o, const std::vector<int32_t>& corpus, s
 }
 
 // One warm-up call per context, a second apart, before the measured calls.
-void AddWarmup(const TraceOptions& o, PromptDrawer* prompts, Trace* t) {
+void AddWarmup(const TraceOptions& o, PromptDrawer* prompts, Rng* rng, Trace* t) {
   for (uint32_t c = 0; c < t->contexts; ++c) {
     TraceCall call;
     call.arrival_seconds = c;
     call.context = c;
     call.warmup = true;
-    call.prompt = prompts->Draw(c, std::max<size_t>(1, o.warmup_tokens));
+    const size_t tokens = o.history_max_tokens > o.warmup_tokens
+                              ? rng->Between(o.warmup_tokens, o.history_max_tokens)
+                              : o.warmup_tokens;
+    call.prompt = prompts->Draw(c, std::max<size_t>(1, tokens));
     t->calls.push_back(std::move(call));
   }
 }
@@ -162,7 +165,7 @@ StatusOr<Trace> GenerateTrace(const TraceOptions& o, const std::vector<int32_t>&
   t.name = std::string(SwitchPatternName(o.pattern)) + "-" + std::to_string(o.contexts);
   for (size_t c = 0; c < o.contexts; ++c) t.context_names.push_back("ctx" + std::to_string(c));
   PromptDrawer prompts(o, corpus, vocab_size, o.contexts, &rng);
-  AddWarmup(o, &prompts, &t);
+  AddWarmup(o, &prompts, &rng, &t);
 
   std::vector<uint32_t> recency;  // most recent first
   for (uint32_t c = 0; c < o.contexts; ++c) recency.insert(recency.begin(), c);
@@ -271,7 +274,7 @@ StatusOr<Trace> StudentLifeTrace(const TraceOptions& o, const std::vector<AppSwi
     index[ranked[c].second] = static_cast<uint32_t>(c);
   }
   PromptDrawer prompts(o, corpus, vocab_size, o.contexts, &rng);
-  AddWarmup(o, &prompts, &t);
+  AddWarmup(o, &prompts, &rng, &t);
   const double start = static_cast<double>(o.contexts);
   int64_t first_ts = -1;
   for (const AppSwitch& s : switches) {

@@ -86,6 +86,8 @@ const std::vector<SyntheticShape>& SyntheticShapes() {
       // Llama-2-7B cut to 8 of its 32 layers, every per-layer size kept: the KV bytes per unit
       // of compute are the full model's, at a quarter of the time per token.
       {"llama2-7b-8l", 4096, 8, 32, 32, 11008, 32000, 4096},
+      // Cut to 2 layers for the report's wide matrix of runs (2 cores prefill it at ~4x 8l).
+      {"llama2-7b-2l", 4096, 2, 32, 32, 11008, 32000, 4096},
       {"small", 256, 2, 4, 2, 768, 512, 1024},
   };
   return shapes;

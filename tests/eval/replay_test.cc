@@ -149,9 +149,15 @@ TEST_F(ReplayTest, ResidentReferenceGivesPairedLatencies) {
   ReplayResult self = none;
   ASSERT_OK(ApplyResidentReference(none, &self));
   EXPECT_EQ(self.summary.paired_mean, 0.0);
-  ReplayResult shorter = r;
+  ReplayResult shorter = r;  // a run of fewer calls is compared with the reference's prefix
   shorter.calls.pop_back();
-  EXPECT_EQ(ApplyResidentReference(none, &shorter).code(), StatusCode::kInvalidArgument);
+  EXPECT_OK(ApplyResidentReference(none, &shorter));
+  ReplayResult shorter_reference = none;
+  shorter_reference.calls.pop_back();
+  EXPECT_EQ(ApplyResidentReference(shorter_reference, &r).code(), StatusCode::kInvalidArgument);
+  ReplayResult other = r;
+  other.calls[0].context ^= 1;
+  EXPECT_EQ(ApplyResidentReference(none, &other).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ReplayTest, SameTraceSameWork) {

@@ -3,6 +3,7 @@
 #include "eval/trace.h"
 
 #include <map>
+#include <set>
 
 #include "testutil/testutil.h"
 
@@ -71,6 +72,29 @@ TEST(TraceTest, ShapeOfTheTrace) {
   }
   // Poisson arrivals with a 300 s mean: 400 gaps average within 15% of it.
   EXPECT_NEAR(gaps / 400, 300, 45);
+}
+
+// Histories of drawn lengths (the paper's contexts of 500 to 2,000 tokens and more), the same for
+// every pattern of one seed, so that one set of histories serves them all.
+TEST(TraceTest, HistoryLengthsAreDrawnAndSharedAcrossPatterns) {
+  TraceOptions o = Options(SwitchPattern::kMarkov, 5);
+  o.warmup_tokens = 500;
+  o.history_max_tokens = 2500;
+  auto markov = GenerateTrace(o, {}, 32000);
+  o.pattern = SwitchPattern::kRandom;
+  auto random = GenerateTrace(o, {}, 32000);
+  ASSERT_OK(markov);
+  ASSERT_OK(random);
+  std::set<size_t> lengths;
+  for (size_t c = 0; c < 6; ++c) {
+    const TraceCall& h = markov->calls[c];
+    ASSERT_TRUE(h.warmup);
+    EXPECT_GE(h.prompt.size(), 500u);
+    EXPECT_LE(h.prompt.size(), 2500u);
+    lengths.insert(h.prompt.size());
+    EXPECT_EQ(h.prompt, random->calls[c].prompt);
+  }
+  EXPECT_GT(lengths.size(), 1u);
 }
 
 TEST(TraceTest, MarkovFavoursRecentContextsGaussianFavoursTheMiddle) {

@@ -34,8 +34,11 @@ class ProgressBar {
     const int width = 30, filled = static_cast<int>(f * width);
     const double elapsed = timer_.Seconds();
     const double left = f > 0.01 ? elapsed * (1 - f) / f : 0;
-    std::fprintf(stderr, "\r[%s%s] %3.0f%% %4.0fs elapsed, ~%4.0fs left  %-44.44s",
-                 std::string(static_cast<size_t>(filled), '#').c_str(),
+    // Into a log (not a terminal): a line per percent, not one per call.
+    if (!tty_ && static_cast<int>(100 * f) == last_percent_) return;
+    last_percent_ = static_cast<int>(100 * f);
+    std::fprintf(stderr, "%s[%s%s] %3.0f%% %4.0fs elapsed, ~%4.0fs left  %-44.44s",
+                 tty_ ? "\r" : "\n", std::string(static_cast<size_t>(filled), '#').c_str(),
                  std::string(static_cast<size_t>(width - filled), '.').c_str(), 100 * f, elapsed,
                  left, label.c_str());
     std::fflush(stderr);
@@ -45,6 +48,8 @@ class ProgressBar {
  private:
   double total_, done_ = 0;
   Stopwatch timer_;
+  const bool tty_ = isatty(STDERR_FILENO) != 0;
+  int last_percent_ = -1;
 };
 
 StatusOr<std::string> ReadText(const std::string& path, size_t max_bytes) {
@@ -92,38 +97,12 @@ std::string Digest(const std::string& path) {
   return buf;
 }
 
-double TraceUnits(const Trace& t) {
+double TraceUnits(const Trace& t, bool warmups) {
   double units = 0;
-  for (const TraceCall& c : t.calls) units += static_cast<double>(c.prompt.size() + c.max_tokens);
+  for (const TraceCall& c : t.calls) {
+    if (c.warmup == warmups) units += static_cast<double>(c.prompt.size() + c.max_tokens);
+  }
   return units;
-}
-
-// One model's share of the evaluation: its traces and the runs over them.
-struct ModelPlan {
-  std::string label, path;
-  std::vector<int32_t> corpus;  // empty: random ids
-  struct Run {
-    Trace trace;
-    std::vector<std::string> systems;
-    double budget_fraction = 0;  // of the trace's f16 KV; 0: sweep_budget_bytes
-    size_t budget_bytes = 0;
-    double budget_contexts = 0;  // sweep: budget in average contexts' f16 KV
-    double ref_tokens = 0;       // sweep: tokens of an average context of the largest trace
-    bool sweep = false;
-  };
-  std::vector<Run> runs;
-};
-
-TraceOptions BaseTraceOptions(const ReportSettings& s) {
-  TraceOptions o;
-  o.contexts = s.contexts;
-  o.calls = s.calls;
-  o.dataset = s.dataset;
-  o.length_scale = s.length_scale;
-  o.warmup_tokens = s.warmup_tokens;
-  o.seed = s.seed;
-  o.markov_decay = s.markov_decay;
-  return o;
 }
 
 // Writes the trace, reads it back and returns what was read: the runs use the file's contents,
@@ -140,157 +119,329 @@ StatusOr<Trace> SaveTrace(const ReportSettings& s, const std::string& label, con
   return back;
 }
 
-Status PlanMain(const ReportSettings& s, const std::vector<AppSwitch>& switches, size_t vocab,
-                ModelPlan* plan, ReportData* data) {
-  std::vector<std::string> all = {"none"};  // no manager, then every policy
-  all.insert(all.end(), Policy::Names().begin(), Policy::Names().end());
-  // The run without a manager (the paired cross-check and the decode baseline) only on the
-  // headline trace: it costs a whole replay per trace.
-  const std::vector<std::string> main4 = {"llms", "vllm-sq", "swap", "lmk"};
-  for (SwitchPattern p : {SwitchPattern::kMarkov, SwitchPattern::kRandom, SwitchPattern::kGaussian,
-                          SwitchPattern::kStudentLife}) {
-    TraceOptions o = BaseTraceOptions(s);
-    o.pattern = p;
-    if (p != SwitchPattern::kMarkov) o.calls = s.pattern_calls;
-    StatusOr<Trace> t = p == SwitchPattern::kStudentLife
-                            ? StudentLifeTrace(o, switches, s.studentlife_user, plan->corpus, vocab)
-                            : GenerateTrace(o, plan->corpus, vocab);
-    LLMS_RETURN_IF_ERROR(t.status());
-    LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, plan->label, *t, data));
-    plan->runs.push_back({std::move(saved), p == SwitchPattern::kMarkov ? all : main4,
-                          s.budget_fraction, 0, 0, false});
+// The first `calls` measured calls of `t` after its warm-ups (a slow system's shorter run).
+Trace Prefix(const Trace& t, size_t calls) {
+  Trace p = t;
+  size_t measured = 0;
+  p.calls.clear();
+  for (const TraceCall& c : t.calls) {
+    if (!c.warmup && measured++ >= calls) break;
+    p.calls.push_back(c);
   }
-  // The sweep: Markov traces of several sizes at fixed budgets, ours against vLLM-SQ.
-  std::vector<Trace> sweep;
-  for (size_t n : s.sweep_contexts) {
-    TraceOptions o = BaseTraceOptions(s);
-    o.contexts = n;
-    o.calls = s.sweep_calls;
-    o.warmup_tokens = s.sweep_warmup_tokens;
-    LLMS_ASSIGN_OR_RETURN(Trace t, GenerateTrace(o, plan->corpus, vocab));
-    t.name = "sweep-" + t.name;
-    LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, plan->label, t, data));
-    sweep.push_back(std::move(saved));
-  }
-  if (sweep.empty()) return Status::Ok();
-  // Fixed budgets across sizes, in average contexts of the largest trace.
-  const Trace& largest = sweep.back();
-  const double ref_tokens = TraceUnits(largest) / static_cast<double>(largest.contexts);
-  for (double b : s.sweep_budgets) {
-    for (const Trace& t : sweep) {
-      plan->runs.push_back({t, {"llms", "vllm-sq"}, 0, 0, b, ref_tokens, true});
-    }
-  }
-  return Status::Ok();
+  return p;
 }
 
-Status RunPlan(const ReportSettings& s, const ModelPlan& plan, Engine* engine,
-               const CostModel& cost, Env* env, ProgressBar* bar, ReportData* data) {
-  std::map<std::string, ReplayResult> references;  // by trace name
-  for (const ModelPlan::Run& run : plan.runs) {
-    const size_t kv = TraceKvBytesF16(*engine, run.trace);
-    const double bytes_per_token = static_cast<double>(kv) / TraceUnits(run.trace);
-    // LMK recomputes a whole context and vLLM-S keeps it at f16, so the running context must fit
-    // at f16: under a Markov trace one context can hold a third of all the KV. The budget is
-    // raised to 1.1x the largest context's f16 KV where the fraction would not hold it (the
-    // report prints the fraction that results).
-    std::vector<double> context_tokens(run.trace.contexts, 0);
-    for (const TraceCall& c : run.trace.calls) {
-      context_tokens[c.context] += static_cast<double>(c.prompt.size() + c.max_tokens);
-    }
-    const double largest =
-        1.1 * bytes_per_token * *std::max_element(context_tokens.begin(), context_tokens.end());
-    const size_t budget = static_cast<size_t>(
-        run.sweep ? run.budget_contexts * run.ref_tokens * bytes_per_token
-                  : std::max(static_cast<double>(kv) * run.budget_fraction, largest));
-    for (const std::string& system : run.systems) {
-      // The run without a manager is the resident reference of every system on this trace
-      // (the sweep reuses it across budgets: it does not depend on the budget).
-      if (system == kNoManager && references.count(run.trace.name)) {
-        bar->Add(TraceUnits(run.trace), "reference reused");
-        continue;
-      }
-      const ReplayResult& reference = references[run.trace.name];
-      ReplayOptions ro;
-      ro.system = system;
-      ro.budget_bytes = budget;
-      ro.store_dir = s.out_dir + "/.store-" + std::to_string(getpid());
-      ro.cost = &cost;
-      ro.env = env;
-      const std::string label = plan.label + " " + run.trace.name + " " + system;
-      ro.progress = [&](size_t done, size_t) {
-        const TraceCall& c = run.trace.calls[done - 1];
-        bar->Add(static_cast<double>(c.prompt.size() + c.max_tokens), label);
-      };
-      StatusOr<ReplayResult> r = Replay(engine, run.trace, ro);
-      if (r.ok() && system == kNoManager) references[run.trace.name] = *r;
-      if (r.ok() && system != kNoManager && !reference.calls.empty()) {
-        Status applied = ApplyResidentReference(reference, &*r);
-        if (!applied.ok()) r = applied;
-      }
-      if (!r.ok()) {
-        // One system failing (a budget too small for its running context, say) is a finding
-        // of the report, not a reason to lose the others.
-        data->failures.push_back(label + ": " + r.status().ToString());
-        continue;
-      }
-      // Per-call records, for anyone who wants more than the summary.
-      const std::string csv = s.out_dir + "/data/" + plan.label + "-" + run.trace.name + "-" +
-                              system + "-budget" + std::to_string(budget) + "-" + s.flash + ".csv";
-      std::ofstream f(csv);
-      f << "index,context,warmup,switched,arrival_s,start_s,context_tokens,prompt_tokens,generated,"
-           "switch_s,paired_s,extra_first_token_s,first_token_s,ready_s,chunks_loaded,"
-           "chunks_recomputed,bytes_read,bytes_written,prefill_s,decode_s,wall_s\n";
-      for (const CallRecord& c : r->calls) {
-        f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.switched << ','
-          << c.arrival_seconds << ',' << c.start_seconds << ',' << c.context_tokens << ','
-          << c.stats.prompt_tokens << ',' << c.generated << ',' << c.switch_seconds << ','
-          << c.paired_seconds << ',' << c.stats.extra_first_token_seconds << ','
-          << c.stats.first_token_seconds << ',' << c.stats.ready_seconds << ','
-          << c.stats.chunks_loaded << ',' << c.stats.chunks_recomputed << ',' << c.stats.bytes_read
-          << ',' << c.stats.bytes_written << ',' << c.prefill_seconds << ',' << c.decode_seconds
-          << ',' << c.wall_seconds << '\n';
-      }
-      if (run.sweep) {
-        if (system == kNoManager) continue;
-        data->sweep.push_back({system, run.budget_contexts, budget, run.trace.contexts,
-                               r->summary.switch_latency.mean, r->summary.switch_latency.max});
-      } else {
-        data->runs.push_back({plan.label, std::string(SwitchPatternName(run.trace.pattern)),
-                              run.trace.contexts, budget, kv, r->summary});
-      }
-    }
-  }
-  return Status::Ok();
+// The largest context at the end of `t`, in tokens.
+size_t LargestContextTokens(const Trace& t) {
+  std::vector<size_t> tokens(t.contexts, 0);
+  for (const TraceCall& c : t.calls) tokens[c.context] += c.prompt.size() + c.max_tokens;
+  return *std::max_element(tokens.begin(), tokens.end());
 }
 
-struct LoadedEval {
-  std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<Engine> engine;
-  CostModel cost;
+// The level a system must hold its whole running context at (LMK recomputes into f16 chunks and
+// vLLM-S keeps f16; the other uniform policies their level); nullopt: chunk-wise compression to
+// int2, nothing to check before running.
+std::optional<KvLevel> RunningLevel(const std::string& system) {
+  const std::optional<Policy> p = Policy::ByName(system);
+  if (!p || p->compression != CompressionMode::kUniform) return std::nullopt;
+  if (p->restore == RestoreMode::kRecomputeOnly) return KvLevel::kF16;
+  return p->uniform_level;
+}
+
+// Runs every system of the report on the traces the plan gives it, each from the same adopted
+// histories, and records a Cell per run.
+class Evaluation {
+ public:
+  Evaluation(const ReportSettings& s, Engine* engine, std::string model, ReportData* data,
+             ProgressBar* bar)
+      : s_(s), engine_(engine), model_(std::move(model)), data_(data), bar_(bar) {}
+
+  // The flash class's Env and store directory, and a cost model measured on it (once).
+  Status UseFlash(const std::string& name) {
+    if (flash_.count(name)) return Status::Ok();
+    LLMS_ASSIGN_OR_RETURN(const FlashClass fc, ParseFlashClass(name));
+    Flash& f = flash_[name];
+    std::string root = s_.out_dir;
+    if (fc.shaped() && !s_.shaped_store_dir.empty() &&
+        std::filesystem::is_directory(s_.shaped_store_dir)) {
+      root = s_.shaped_store_dir;
+    }
+    f.store_dir = root + "/.llms-report-store-" + std::to_string(getpid()) + "-" + name;
+    if (fc.shaped()) f.shaped = std::make_unique<ShapedEnv>(Env::Default(), fc);
+    f.env = f.shaped ? f.shaped.get() : Env::Default();
+    const std::string dir = f.store_dir + "-cost";
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    {
+      LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(f.env, dir, {}));
+      // Twice: the first pass of a freshly loaded model faults its weights in and measures
+      // compute several times too slow.
+      LLMS_RETURN_IF_ERROR(CostModel::Measure(engine_, store.get()).status());
+      LLMS_ASSIGN_OR_RETURN(f.cost, CostModel::Measure(engine_, store.get()));
+    }
+    std::filesystem::remove_all(dir, ec);
+    data_->costs.emplace_back(name, f.cost);
+    return Status::Ok();
+  }
+
+  // The histories of `trace`: computed once per distinct set of warm-up calls.
+  StatusOr<const ReplayHistories*> Histories(const Trace& trace) {
+    std::vector<std::vector<int32_t>> warmups(trace.contexts);
+    for (const TraceCall& c : trace.calls) {
+      if (c.warmup) warmups[c.context] = c.prompt;
+    }
+    if (histories_ == nullptr || histories_->tokens != warmups) {
+      histories_.reset();  // the old ones first: they can take a GiB
+      const Stopwatch timer;
+      LLMS_ASSIGN_OR_RETURN(ReplayHistories h, BuildHistories(engine_, trace));
+      histories_ = std::make_unique<ReplayHistories>(std::move(h));
+      data_->history_seconds += timer.Seconds();
+      bar_->Add(TraceUnits(trace, true), model_ + " histories of " + trace.name);
+    }
+    return histories_.get();
+  }
+
+  // One cell: `system` on `trace` (its first `calls` measured calls; 0: all).
+  Status Run(const std::string& group, const Trace& full, const std::string& system,
+             double fraction, const std::string& flash, size_t calls) {
+    LLMS_RETURN_IF_ERROR(UseFlash(flash));
+    Flash& f = flash_[flash];
+    const Trace trace = calls > 0 ? Prefix(full, calls) : full;
+    LLMS_ASSIGN_OR_RETURN(const ReplayHistories* histories, Histories(trace));
+    Cell cell;
+    cell.group = group;
+    cell.model = model_;
+    cell.pattern = std::string(SwitchPatternName(trace.pattern));
+    cell.flash = flash;
+    cell.system = system;
+    cell.contexts = trace.contexts;
+    cell.seed = trace.seed;
+    cell.budget_fraction = fraction;
+    cell.kv_f16_bytes = HistoryKvBytesF16(*engine_, trace);
+    cell.budget_bytes = static_cast<size_t>(fraction * static_cast<double>(cell.kv_f16_bytes));
+    const std::string label = model_ + " " + trace.name + " " + system;
+    if (const auto level = RunningLevel(system)) {
+      const KvLayout& L = engine_->kv_layout();
+      const double per_token =
+          static_cast<double>(L.LayerBytes(*level) * engine_->config().n_layers) /
+          static_cast<double>(L.chunk_tokens);
+      const double need = 1.1 * per_token * static_cast<double>(LargestContextTokens(trace));
+      if (need > static_cast<double>(cell.budget_bytes)) {
+        cell.not_run = "does not fit: its largest context needs " + Fmt1(need / 1048576.0) +
+                       " MiB at " + std::string(KvLevelName(*level));
+        bar_->Add(TraceUnits(trace, false), label + " skipped");
+        data_->cells.push_back(std::move(cell));
+        return Status::Ok();
+      }
+    }
+    ReplayOptions ro;
+    ro.system = system;
+    ro.budget_bytes = cell.budget_bytes;
+    ro.store_dir = f.store_dir;
+    ro.env = f.env;
+    ro.cost = &f.cost;
+    ro.histories = histories;
+    ro.progress = [&](size_t done, size_t) {
+      const TraceCall& c = trace.calls[done - 1];
+      if (!c.warmup) bar_->Add(static_cast<double>(c.prompt.size() + c.max_tokens), label);
+    };
+    StatusOr<ReplayResult> r = Replay(engine_, trace, ro);
+    const std::string key = trace.name + "/" + std::to_string(trace.seed);
+    if (r.ok() && system == kNoManager) references_[key] = *r;
+    if (r.ok() && system != kNoManager && references_.count(key)) {
+      Status applied = ApplyResidentReference(references_[key], &*r);
+      if (!applied.ok()) r = applied;
+    }
+    if (!r.ok()) {
+      // A failed run is a finding of the report, not a reason to lose the others.
+      cell.not_run = "failed: " + r.status().ToString();
+      data_->cells.push_back(std::move(cell));
+      return Status::Ok();
+    }
+    WriteCsv(cell, trace, *r);
+    cell.summary = r->summary;
+    data_->cells.push_back(std::move(cell));
+    return Status::Ok();
+  }
+
+  ~Evaluation() {
+    std::error_code ec;
+    for (auto& [name, f] : flash_) std::filesystem::remove_all(f.store_dir, ec);
+  }
+
+ private:
+  struct Flash {
+    std::unique_ptr<ShapedEnv> shaped;
+    Env* env = nullptr;
+    std::string store_dir;
+    CostModel cost;
+  };
+
+  static std::string Fmt1(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1f", v);
+    return buf;
+  }
+
+  // Per-call records, named by every parameter of the cell.
+  void WriteCsv(const Cell& cell, const Trace& trace, const ReplayResult& r) {
+    char fraction[32];
+    std::snprintf(fraction, sizeof(fraction), "%.4f", cell.budget_fraction);
+    const std::string csv = s_.out_dir + "/data/" + model_ + "-" + trace.name + "-" + cell.system +
+                            "-budget" + fraction + "-" + cell.flash + "-calls" +
+                            std::to_string(trace.calls.size()) + ".csv";
+    std::ofstream f(csv);
+    f << "index,context,warmup,adopted,switched,arrival_s,start_s,context_tokens,prompt_tokens,"
+         "generated,switch_s,read_s,write_s,recompute_s,other_s,paired_s,extra_first_token_s,"
+         "first_token_s,ready_s,bulk_read,chunks_loaded,chunks_recomputed,bytes_read,"
+         "bytes_written,prefill_s,decode_s,wall_s\n";
+    for (const CallRecord& c : r.calls) {
+      const CallStats& st = c.stats;
+      f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.adopted << ',' << c.switched
+        << ',' << c.arrival_seconds << ',' << c.start_seconds << ',' << c.context_tokens << ','
+        << st.prompt_tokens << ',' << c.generated << ',' << c.switch_seconds << ','
+        << st.read_seconds << ',' << st.write_seconds << ',' << st.recompute_seconds << ','
+        << st.other_seconds << ',' << c.paired_seconds << ',' << st.extra_first_token_seconds << ','
+        << st.first_token_seconds << ',' << st.ready_seconds << ',' << st.bulk_read << ','
+        << st.chunks_loaded << ',' << st.chunks_recomputed << ',' << st.bytes_read << ','
+        << st.bytes_written << ',' << c.prefill_seconds << ',' << c.decode_seconds << ','
+        << c.wall_seconds << '\n';
+    }
+  }
+
+  const ReportSettings& s_;
+  Engine* engine_;
+  std::string model_;
+  ReportData* data_;
+  ProgressBar* bar_;
+  std::map<std::string, Flash> flash_;
+  std::unique_ptr<ReplayHistories> histories_;
+  std::map<std::string, ReplayResult> references_;  // by trace name and seed
 };
 
-StatusOr<LoadedEval> LoadForEval(const ReportSettings& s, const std::string& path, Env* env) {
-  ModelOptions mo;
-  mo.model = path;
-  mo.threads = s.threads;
-  LLMS_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(mo));
-  LoadedEval e{std::move(m.model), std::move(m.engine), {}};
-  // One cost model for every system of this model, measured on an empty scratch store.
-  const std::string dir = s.out_dir + "/.cost-" + std::to_string(getpid());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  {
-    // On the flash class the replays use, so the restore plans see its reads.
-    LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(env, dir, {}));
-    // Twice: the first pass of a freshly loaded model faults its weights in from the file and
-    // measures compute several times too slow, which would make every restore plan avoid
-    // recompute. The second measurement is of the warm engine the replay uses.
-    LLMS_RETURN_IF_ERROR(CostModel::Measure(e.engine.get(), store.get()).status());
-    LLMS_ASSIGN_OR_RETURN(e.cost, CostModel::Measure(e.engine.get(), store.get()));
+TraceOptions BaseTraceOptions(const ReportSettings& s, size_t contexts, uint64_t seed) {
+  TraceOptions o;
+  o.contexts = contexts;
+  o.calls = s.calls;
+  o.dataset = s.dataset;
+  o.length_scale = s.length_scale;
+  o.warmup_tokens = s.history_min_tokens;
+  o.history_max_tokens = s.history_max_tokens;
+  o.max_tokens = s.generate_tokens;
+  o.seed = seed;
+  o.markov_decay = s.markov_decay;
+  return o;
+}
+
+// One cell to run: a system on a trace.
+struct Job {
+  std::string group;
+  size_t trace;  // index into the plan's traces
+  std::string system;
+  double fraction;
+  std::string flash;
+  size_t calls;  // 0: all
+};
+
+struct Plan {
+  std::vector<Trace> traces;
+  std::vector<Job> jobs;  // grouped by trace, so each trace's histories are computed once
+  double units = 0;
+};
+
+// Every trace and cell of the report (docs/evaluation.md).
+StatusOr<Plan> MakePlan(const ReportSettings& s, const std::vector<AppSwitch>& switches,
+                        const std::vector<int32_t>& corpus, size_t vocab, const std::string& label,
+                        ReportData* data) {
+  Plan plan;
+  const auto add_trace = [&](StatusOr<Trace> t, uint64_t seed) -> StatusOr<size_t> {
+    LLMS_RETURN_IF_ERROR(t.status());
+    t->name += "-seed" + std::to_string(seed);
+    LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, label, *t, data));
+    plan.traces.push_back(std::move(saved));
+    plan.units += TraceUnits(plan.traces.back(), true);
+    return plan.traces.size() - 1;
+  };
+  const auto add = [&](const std::string& group, size_t trace, const std::string& system,
+                       double fraction, const std::string& flash, size_t calls) {
+    plan.jobs.push_back({group, trace, system, fraction, flash, calls});
+    const Trace& t = plan.traces[trace];
+    plan.units += TraceUnits(calls > 0 ? Prefix(t, calls) : t, false);
+  };
+  const double fixed = s.fixed_fraction;
+  for (size_t n : s.contexts) {
+    TraceOptions o = BaseTraceOptions(s, n, s.seed);
+    LLMS_ASSIGN_OR_RETURN(size_t t, add_trace(GenerateTrace(o, corpus, vocab), s.seed));
+    add("headline", t, kNoManager, fixed, s.flash, 0);
+    for (double f : s.budget_fractions) {
+      for (const char* sys : {"llms", "vllm-sq", "swap"}) add("headline", t, sys, f, s.flash, 0);
+      add("headline", t, "lmk", f, s.flash, s.slow_calls);
+    }
+    if (n != s.contexts.front()) continue;
+    // On the first size only: the flash classes, the ablation and the other patterns.
+    for (const std::string& flash : s.flash_sweep) {
+      for (const char* sys : {"llms", "vllm-sq"}) add("flash", t, sys, fixed, flash, 0);
+    }
+    for (const char* sys : {"llms-no-pipeline", "llms-no-lifecycle", "llms-lru",
+                            "llms-no-compression", "int4-lru", "vllm-s"}) {
+      add("ablation", t, sys, fixed, s.flash, 0);
+    }
+    for (SwitchPattern p :
+         {SwitchPattern::kRandom, SwitchPattern::kGaussian, SwitchPattern::kStudentLife}) {
+      o.pattern = p;
+      o.calls = s.pattern_calls;
+      // The same seed draws the same histories: they are adopted from the Markov trace's.
+      LLMS_ASSIGN_OR_RETURN(
+          size_t pt,
+          add_trace(p == SwitchPattern::kStudentLife
+                        ? StudentLifeTrace(o, switches, s.studentlife_user, corpus, vocab)
+                        : GenerateTrace(o, corpus, vocab),
+                    s.seed));
+      plan.units -= TraceUnits(plan.traces[pt], true);
+      add("pattern", pt, kNoManager, fixed, s.flash, 0);
+      for (const char* sys : {"llms", "vllm-sq", "swap"})
+        add("pattern", pt, sys, fixed, s.flash, 0);
+    }
   }
-  std::filesystem::remove_all(dir, ec);
-  return e;
+  for (size_t r = 1; r < s.repetitions; ++r) {
+    const uint64_t seed = s.seed + r;
+    LLMS_ASSIGN_OR_RETURN(
+        size_t t,
+        add_trace(GenerateTrace(BaseTraceOptions(s, s.contexts.front(), seed), corpus, vocab),
+                  seed));
+    for (const char* sys : {kNoManager, "llms", "vllm-sq"})
+      add("repetition", t, sys, fixed, s.flash, 0);
+  }
+  return plan;
+}
+
+StatusOr<std::vector<AccuracyRow>> RunAccuracy(Engine* engine, const std::string& stories_text,
+                                               const Tokenizer& tokenizer, bool quick,
+                                               ProgressBar* bar, ReportData* data) {
+  AccuracyOptions ao;
+  if (quick) ao.stories = 4, ao.turns = 3;
+  LLMS_ASSIGN_OR_RETURN(auto stories, SelectStories(tokenizer, stories_text, ao));
+  ao.progress = [&](size_t, size_t) { bar->Add(1, "accuracy (stories260K)"); };
+  data->accuracy_stories = ao.stories;
+  data->accuracy_turns = ao.turns;
+  data->accuracy_turn_tokens = ao.turn_tokens;
+  return EvaluateAccuracy(engine, stories, CompressionCases(), ao);
+}
+
+void ApplyQuick(ReportSettings* s) {
+  s->main_shape.clear();  // stories260K
+  s->contexts = {4};
+  s->calls = 6;
+  s->slow_calls = 3;
+  s->pattern_calls = 4;
+  s->history_min_tokens = 48;
+  s->history_max_tokens = 96;
+  s->generate_tokens = 4;
+  s->length_scale = 0.1;
+  s->budget_fractions = {0.25, 0.5};
+  s->fixed_fraction = 0.5;
+  s->repetitions = 2;
+  s->flash_sweep = {"emmc"};
 }
 
 Status RunReport(ReportSettings s) {
@@ -301,19 +452,8 @@ Status RunReport(ReportSettings s) {
         std::filesystem::path(DefaultModelPath()).parent_path().parent_path().string() + "/data";
   }
   if (s.small_model.empty()) s.small_model = DefaultModelPath();
-  if (s.quick) {
-    s.main_shape.clear();
-    s.big_shape.clear();
-    s.contexts = 4;
-    s.calls = 6;
-    s.pattern_calls = 4;
-    s.warmup_tokens = 48;
-    s.length_scale = 0.2;
-    s.sweep_contexts = {2, 4};
-    s.budget_fraction = 0.5;  // 4 contexts: one alone is a quarter of their KV
-    s.sweep_calls = 4;
-    s.sweep_warmup_tokens = 32;
-  }
+  if (s.quick) ApplyQuick(&s);
+  if (s.contexts.empty()) return Status::InvalidArgument("report: --contexts needs a value");
   std::error_code ec;
   std::filesystem::create_directories(s.out_dir + "/data", ec);
   if (ec) return Status::IOError("cannot create " + s.out_dir + ": " + ec.message());
@@ -324,85 +464,52 @@ Status RunReport(ReportSettings s) {
       ReadStudentLifeSwitches(Env::Default(), s.data_dir + "/studentlife-foreground-switches.csv"));
   LLMS_ASSIGN_OR_RETURN(std::string stories_text,
                         ReadText(s.data_dir + "/tinystories-valid.txt", 0));
+  ModelOptions small_options;
+  small_options.model = s.small_model;
+  small_options.threads = s.threads;
+  LLMS_ASSIGN_OR_RETURN(LoadedModel small, LoadModel(small_options));
 
-  // Plan everything first so the progress bar knows the total.
-  LLMS_ASSIGN_OR_RETURN(const FlashClass flash, ParseFlashClass(s.flash));
-  std::unique_ptr<ShapedEnv> shaped;
-  if (flash.shaped()) shaped = std::make_unique<ShapedEnv>(Env::Default(), flash);
-  Env* const env = shaped ? shaped.get() : Env::Default();
-  LLMS_ASSIGN_OR_RETURN(LoadedEval small, LoadForEval(s, s.small_model, env));
-  AccuracyOptions ao;
-  if (s.quick) ao.stories = 4, ao.turns = 3;
-  LLMS_ASSIGN_OR_RETURN(auto stories, SelectStories(small.model->tokenizer(), stories_text, ao));
-  std::vector<ModelPlan> plans;
+  // The replays' model: a synthetic shape (random ids for prompts), or stories260K in quick mode
+  // (TinyStories text).
+  LoadedModel synthetic;
+  Engine* engine = small.engine.get();
+  std::vector<int32_t> corpus;
+  size_t vocab = small.model->config().vocab_size;
+  data.main_model = "stories260K";
   if (s.main_shape.empty()) {
-    ModelPlan p;
-    p.label = "stories260K";
-    p.path = s.small_model;
-    // Trace prompts are TinyStories text for the model that can read it.
-    p.corpus = small.model->tokenizer().Encode(stories_text.substr(0, 200000), false);
-    plans.push_back(std::move(p));
+    corpus = small.model->tokenizer().Encode(stories_text.substr(0, 200000), false);
   } else {
     LLMS_ASSIGN_OR_RETURN(std::string path, SynthModel(s, s.main_shape));
-    plans.push_back({s.main_shape, path, {}, {}});
+    ModelOptions mo;
+    mo.model = path;
+    mo.threads = s.threads;
+    LLMS_ASSIGN_OR_RETURN(synthetic, LoadModel(mo));
+    engine = synthetic.engine.get();
+    vocab = synthetic.model->config().vocab_size;
+    data.main_model = s.main_shape;
   }
-  if (!s.big_shape.empty()) {
-    LLMS_ASSIGN_OR_RETURN(std::string path, SynthModel(s, s.big_shape));
-    plans.push_back({s.big_shape, path, {}, {}});
-  }
-  // Vocabulary sizes without loading the big models twice: synthetic shapes declare theirs.
-  for (size_t i = 0; i < plans.size(); ++i) {
-    size_t vocab = small.model->config().vocab_size;
-    if (auto shape = FindSyntheticShape(plans[i].label)) vocab = shape->vocab_size;
-    if (i == 0) {
-      LLMS_RETURN_IF_ERROR(PlanMain(s, switches, vocab, &plans[i], &data));
-    } else {
-      TraceOptions o = BaseTraceOptions(s);
-      o.contexts = s.big_contexts;
-      o.calls = s.big_calls;
-      o.warmup_tokens = s.big_warmup_tokens;
-      LLMS_ASSIGN_OR_RETURN(Trace t, GenerateTrace(o, plans[i].corpus, vocab));
-      LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, plans[i].label, t, &data));
-      plans[i].runs.push_back({std::move(saved),
-                               {"none", "llms", "vllm-sq", "swap", "lmk"},
-                               s.budget_fraction,
-                               0,
-                               0,
-                               false});
-    }
-  }
-  double units = 0;
-  for (const ModelPlan& p : plans) {
-    for (const ModelPlan::Run& r : p.runs) {
-      units += TraceUnits(r.trace) * static_cast<double>(r.systems.size());
-    }
-  }
-  // Accuracy calls are ~100x cheaper than a 1.1B model's tokens: one unit per call.
-  const std::vector<CompressionCase> cases = CompressionCases();
-  units += static_cast<double>(cases.size() * ao.turns * ao.stories);
-  ProgressBar bar(units);
+  LLMS_ASSIGN_OR_RETURN(Plan plan, MakePlan(s, switches, corpus, vocab, data.main_model, &data));
+  const AccuracyOptions accuracy_defaults;
+  const size_t accuracy_units =
+      CompressionCases().size() *
+      (s.quick ? 4 * 3 : accuracy_defaults.stories * accuracy_defaults.turns);
+  ProgressBar bar(plan.units + static_cast<double>(accuracy_units));
 
   Stopwatch step;
-  ao.progress = [&](size_t, size_t) { bar.Add(1, "accuracy (stories260K)"); };
-  LLMS_ASSIGN_OR_RETURN(data.accuracy, EvaluateAccuracy(small.engine.get(), stories, cases, ao));
-  data.step_seconds.emplace_back("accuracy, stories260K", step.Seconds());
-  data.accuracy_stories = ao.stories;
-  data.accuracy_turns = ao.turns;
-  data.accuracy_turn_tokens = ao.turn_tokens;
-  for (size_t i = 0; i < plans.size(); ++i) {
-    step.Restart();
-    if (plans[i].path == s.small_model) {
-      data.main_model = plans[i].label;
-      data.main_cost = small.cost;
-      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], small.engine.get(), small.cost, env, &bar, &data));
-    } else {
-      LLMS_ASSIGN_OR_RETURN(LoadedEval e, LoadForEval(s, plans[i].path, env));
-      (i == 0 ? data.main_model : data.big_model) = plans[i].label;
-      (i == 0 ? data.main_cost : data.big_cost) = e.cost;
-      LLMS_RETURN_IF_ERROR(RunPlan(s, plans[i], e.engine.get(), e.cost, env, &bar, &data));
+  {
+    Evaluation eval(s, engine, data.main_model, &data, &bar);
+    for (const Job& job : plan.jobs) {
+      LLMS_RETURN_IF_ERROR(eval.Run(job.group, plan.traces[job.trace], job.system, job.fraction,
+                                    job.flash, job.calls));
     }
-    data.step_seconds.emplace_back("replay, " + plans[i].label, step.Seconds());
   }
+  data.step_seconds.emplace_back("replay, " + data.main_model, step.Seconds());
+  synthetic.engine.reset();  // its memory back before the accuracy runs (engine first)
+  synthetic.model.reset();
+  step.Restart();
+  LLMS_ASSIGN_OR_RETURN(data.accuracy, RunAccuracy(small.engine.get(), stories_text,
+                                                   small.model->tokenizer(), s.quick, &bar, &data));
+  data.step_seconds.emplace_back("accuracy, stories260K", step.Seconds());
   bar.Finish();
   data.seconds = total.Seconds();
   return WriteReport(data);
@@ -423,40 +530,49 @@ Runner AddReport(CLI::App& app) {
   cmd->add_option("--synth-dir", s->synth_dir,
                   "where synthetic models are cached (default: $LLMS_SYNTH_DIR, else "
                   "~/.cache/llms/synth)");
-  cmd->add_option("--shape", s->main_shape, "synthetic shape of the main replay")
-      ->capture_default_str();
-  cmd->add_option("--big-shape", s->big_shape, "synthetic shape of the shortened run (\"\": none)")
+  cmd->add_option("--shape", s->main_shape, "synthetic shape of the replays")
       ->capture_default_str();
   cmd->add_option("--type", s->weight_type, "synthetic weight type")->capture_default_str();
-  cmd->add_option("--contexts", s->contexts, "contexts of the main traces")->capture_default_str();
-  cmd->add_option("--calls", s->calls, "measured calls of the Markov trace")->capture_default_str();
+  cmd->add_option("--contexts", s->contexts, "active contexts of the headline traces")
+      ->capture_default_str();
+  cmd->add_option("--calls", s->calls, "measured calls of each headline trace")
+      ->capture_default_str();
+  cmd->add_option("--slow-calls", s->slow_calls, "measured calls of LMK (it recomputes contexts)")
+      ->capture_default_str();
   cmd->add_option("--pattern-calls", s->pattern_calls,
                   "measured calls of the Random, Gaussian and StudentLife traces")
       ->capture_default_str();
-  cmd->add_option("--warmup-tokens", s->warmup_tokens, "history per context before measuring")
+  cmd->add_option("--history-min", s->history_min_tokens, "shortest context history (tokens)")
+      ->capture_default_str();
+  cmd->add_option("--history-max", s->history_max_tokens, "longest context history (tokens)")
+      ->capture_default_str();
+  cmd->add_option("--generate", s->generate_tokens, "tokens generated per measured call")
       ->capture_default_str();
   cmd->add_option("--length-scale", s->length_scale,
-                  "multiplies the paper's prompt lengths (1: as published; 2 cores prefill a "
-                  "1.1B model at ~90 tokens/s)")
+                  "multiplies the paper's prompt lengths of the measured calls (1: as published)")
       ->capture_default_str();
   cmd->add_option("--dataset", s->dataset,
-                  "prompt lengths: agnews, xsum, samsum, cnndm, wmt17, "
-                  "sst2 or mix")
+                  "prompt lengths: agnews, xsum, samsum, cnndm, wmt17, sst2 or mix")
       ->capture_default_str();
-  cmd->add_option("--budget-fraction", s->budget_fraction,
-                  "memory budget as a fraction of the contexts' f16 KV")
+  cmd->add_option("--budgets", s->budget_fractions,
+                  "KV budgets of the headline sweep, as fractions of all contexts' f16 KV at the "
+                  "start of the measured calls")
       ->capture_default_str();
-  cmd->add_option("--sweep-budgets", s->sweep_budgets, "sweep budgets, in average contexts' f16 KV")
+  cmd->add_option("--fixed-budget", s->fixed_fraction,
+                  "the budget fraction of the flash, ablation, pattern and repetition cells")
       ->capture_default_str();
-  cmd->add_option("--sweep-contexts", s->sweep_contexts, "sweep trace sizes")
-      ->capture_default_str();
-  cmd->add_option("--limits-ms", s->limits_ms, "switch-latency limits of the sweep")
+  cmd->add_option("--repetitions", s->repetitions,
+                  "trace seeds of the repetition cells (for confidence intervals)")
       ->capture_default_str();
   cmd->add_option("--user", s->studentlife_user, "StudentLife user (u00, u01, u02)")
       ->capture_default_str();
   cmd->add_option("--flash", s->flash,
-                  "flash class of every system's chunk store: " + FlashClassNames() +
-                      " (docs/flash_classes.md)")
+                  "flash class of the headline: " + FlashClassNames() + " (docs/flash_classes.md)")
+      ->capture_default_str();
+  cmd->add_option("--flash-sweep", s->flash_sweep, "the other classes of the flash-class sweep")
+      ->capture_default_str();
+  cmd->add_option("--shaped-store-dir", s->shaped_store_dir,
+                  "where the stores of shaped classes live (RAM, so the class sets their speed)")
       ->capture_default_str();
   cmd->add_flag("--quick", s->quick, "smoke run: stories260K only, tiny traces");
   return [s] {

@@ -50,8 +50,9 @@ Runner AddSynth(CLI::App& app) {
   auto flags = std::make_shared<SynthFlags>();
   CLI::App* cmd = app.add_subcommand(
       "synth", "write a random-weight GGUF model of a real shape (for speed and memory work)");
-  cmd->add_option("--shape", flags->shape,
-                  "tinyllama (1.1B), llama2-7b, llama2-7b-8l (8 of its layers) or small")
+  cmd->add_option(
+         "--shape", flags->shape,
+         "tinyllama (1.1B), llama2-7b, llama2-7b-8l, llama2-7b-2l (8 or 2 of its layers) or small")
       ->capture_default_str();
   cmd->add_option("--type", flags->type, "weight type: F32, F16, BF16, Q8_0, Q4_0 or Q4_K")
       ->capture_default_str();

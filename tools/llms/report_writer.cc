@@ -1,10 +1,10 @@
-// Writes report.md and its figures (gnuplot SVG) from the numbers `llms report` measured.
+// Writes report.md and its figures (gnuplot SVG) from the cells `llms report` measured.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <set>
 #include <sstream>
 
 #include "tools/llms/report.h"
@@ -19,14 +19,44 @@ std::string Fmt(const char* fmt, double v) {
 }
 std::string Ms(double seconds) { return Fmt(seconds < 0.1 ? "%.2f" : "%.0f", seconds * 1e3); }
 std::string Mib(size_t bytes) { return Fmt("%.1f", static_cast<double>(bytes) / 1048576.0); }
-std::string Ratio(double a, double b) { return b > 0 ? Fmt("%.1fx", a / b) : "inf"; }
+std::string Frac(double f) { return f > 0 && f < 1 ? "1/" + Fmt("%.0f", 1 / f) : Fmt("%g", f); }
+// Baseline over ours: how many times lower ours is. "-" when neither has anything to restore.
+double RatioOf(double theirs, double ours) {
+  if (ours > 0) return theirs / ours;
+  return theirs > 0 ? INFINITY : NAN;
+}
+std::string RatioText(double r) {
+  if (std::isnan(r)) return "-";
+  if (std::isinf(r)) return "inf (ours 0)";
+  return Fmt(r >= 10 ? "%.0fx" : "%.1fx", r);
+}
 
-const RunRow* Find(const ReportData& d, const std::string& model, const std::string& pattern,
-                   const std::string& system) {
-  for (const RunRow& r : d.runs) {
-    if (r.model == model && r.pattern == pattern && r.summary.system == system) return &r;
+const Cell* Find(const ReportData& d, const std::string& group, const std::string& pattern,
+                 size_t contexts, double fraction, const std::string& flash,
+                 const std::string& system, uint64_t seed) {
+  for (const Cell& c : d.cells) {
+    if (c.group == group && c.pattern == pattern && c.contexts == contexts &&
+        c.budget_fraction == fraction && c.flash == flash && c.system == system && c.seed == seed) {
+      return &c;
+    }
   }
   return nullptr;
+}
+// Reference cells (no manager) do not depend on the budget: any fraction of the trace.
+const Cell* Reference(const ReportData& d, const std::string& pattern, size_t contexts,
+                      uint64_t seed) {
+  for (const Cell& c : d.cells) {
+    if (c.system == kNoManager && c.pattern == pattern && c.contexts == contexts &&
+        c.seed == seed && c.not_run.empty()) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+bool Ran(const Cell* c) { return c != nullptr && c->not_run.empty(); }
+std::string Ready(const Cell* c) { return Ran(c) ? Ms(c->summary.ready.mean) : "-"; }
+std::string Paired(const Cell* c) {
+  return Ran(c) && c->summary.paired_mean >= 0 ? Ms(c->summary.paired_mean) : "-";
 }
 
 // Runs gnuplot on `script` in `dir`; false when gnuplot is missing or fails.
@@ -37,18 +67,23 @@ bool Plot(const std::string& dir, const std::string& script) {
 
 void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
-// Figure 1 (the paper's Fig. 13 counterpart): mean switch latency per system and pattern.
+const std::vector<std::string>& HeadlineSystems() {
+  static const std::vector<std::string> systems = {"llms", "vllm-sq", "swap", "lmk"};
+  return systems;
+}
+
+// Figure 1: mean time to ready per system at each budget of the first headline size.
 std::string LatencyFigure(const ReportData& d, const std::string& dir) {
-  const std::vector<std::string> systems = {"llms", "vllm-sq", "swap", "lmk"};
+  const ReportSettings& s = d.settings;
   std::ostringstream dat;
-  dat << "pattern";
-  for (const auto& s : systems) dat << ' ' << s;
+  dat << "budget";
+  for (const auto& sys : HeadlineSystems()) dat << ' ' << sys;
   dat << '\n';
-  for (const char* p : {"markov", "random", "gaussian", "studentlife"}) {
-    dat << p;
-    for (const auto& s : systems) {
-      const RunRow* r = Find(d, d.main_model, p, s);
-      dat << ' ' << (r ? std::max(1e-2, r->summary.switch_latency.mean * 1e3) : 0.0);
+  for (double f : s.budget_fractions) {
+    dat << Frac(f);
+    for (const auto& sys : HeadlineSystems()) {
+      const Cell* c = Find(d, "headline", "markov", s.contexts.front(), f, s.flash, sys, s.seed);
+      dat << ' ' << (Ran(c) ? std::max(1e-2, c->summary.ready.mean * 1e3) : 0.0);
     }
     dat << '\n';
   }
@@ -56,75 +91,19 @@ std::string LatencyFigure(const ReportData& d, const std::string& dir) {
   WriteFile(dir + "/latency.gp",
             "set terminal svg size 760,400 font 'sans,12'\nset output 'latency.svg'\n"
             "set style data histogram\nset style histogram cluster gap 1\n"
-            "set style fill solid 0.85 border -1\nset logscale y\nset key top left\n"
-            "set ylabel 'mean switch latency (ms, log)'\nset grid ytics\n"
+            "set style fill solid 0.85 border -1\nset logscale y\nset key top right\n"
+            "set xlabel 'KV budget (of all contexts'' f16 KV)'\n"
+            "set ylabel 'mean time to ready (ms, log)'\nset grid ytics\n"
             "set title '" +
-                d.main_model + ", " + std::to_string(d.settings.contexts) +
-                " contexts, budget = " + Fmt("%.2f", d.settings.budget_fraction) +
-                " of their f16 KV'\n"
+                d.main_model + ", Markov, " + std::to_string(s.contexts.front()) + " contexts, " +
+                s.flash +
+                " flash'\n"
                 "plot 'latency.dat' using 2:xtic(1) title columnhead, '' using 3 title columnhead, "
                 "'' using 4 title columnhead, '' using 5 title columnhead\n");
   return Plot(dir, "latency.gp") ? "latency.svg" : "";
 }
 
-// Figure 2 (Fig. 15): the ablation on the Markov trace, beside the block baselines.
-std::string AblationFigure(const ReportData& d, const std::string& dir) {
-  std::ostringstream dat;
-  dat << "system mean max\n";
-  for (const char* s : {"llms", "llms-no-compression", "llms-no-pipeline", "llms-no-lifecycle",
-                        "vllm-s", "vllm-sq"}) {
-    const RunRow* r = Find(d, d.main_model, "markov", s);
-    if (r == nullptr) continue;
-    dat << s << ' ' << std::max(1e-2, r->summary.switch_latency.mean * 1e3) << ' '
-        << std::max(1e-2, r->summary.switch_latency.max * 1e3) << '\n';
-  }
-  WriteFile(dir + "/ablation.dat", dat.str());
-  WriteFile(dir + "/ablation.gp",
-            "set terminal svg size 760,400 font 'sans,12'\nset output 'ablation.svg'\n"
-            "set style data histogram\nset style histogram cluster gap 1\n"
-            "set style fill solid 0.85 border -1\nset logscale y\nset xtics rotate by -20\n"
-            "set ylabel 'switch latency (ms, log)'\nset grid ytics\nset key top left\n"
-            "set title 'Ablation, Markov trace'\n"
-            "plot 'ablation.dat' using 2:xtic(1) title 'mean', '' using 3 title 'max'\n");
-  return Plot(dir, "ablation.gp") ? "ablation.svg" : "";
-}
-
-// Figure 3 (Fig. 14): mean switch latency against active contexts, per budget.
-std::string SweepFigure(const ReportData& d, const std::string& dir) {
-  if (d.sweep.empty()) return "";
-  std::string plot = "plot ";
-  int index = 0;
-  std::ostringstream dat;
-  for (double b : d.settings.sweep_budgets) {
-    for (const char* sys : {"llms", "vllm-sq"}) {
-      dat << "# " << sys << " budget " << b << "\n";
-      for (const SweepRow& r : d.sweep) {
-        if (r.system == sys && r.budget_contexts == b) {
-          dat << r.contexts << ' ' << std::max(1e-2, r.mean_switch * 1e3) << '\n';
-        }
-      }
-      dat << "\n\n";
-      if (index > 0) plot += ", ";
-      plot += "'sweep.dat' index " + std::to_string(index) + " with linespoints lw 2 dt " +
-              (std::string(sys) == "llms" ? "1" : "2") + " title '" + sys + ", " + Fmt("%g", b) +
-              " ctx of f16 KV'";
-      ++index;
-    }
-  }
-  for (double l : d.settings.limits_ms) {
-    plot += ", " + Fmt("%g", l) + " with lines lc rgb 'gray' dt 3 title '" + Fmt("%g", l) +
-            " ms limit'";
-  }
-  WriteFile(dir + "/sweep.dat", dat.str());
-  WriteFile(dir + "/sweep.gp",
-            "set terminal svg size 760,420 font 'sans,12'\nset output 'sweep.svg'\n"
-            "set logscale y\nset xlabel 'active contexts'\nset ylabel 'mean switch latency (ms, "
-            "log)'\nset grid\nset key outside right\nset title 'Markov traces, fixed budgets'\n" +
-                plot + "\n");
-  return Plot(dir, "sweep.gp") ? "sweep.svg" : "";
-}
-
-// Figure 4 (Fig. 11/12): accuracy per compression mode.
+// Figure 2: accuracy per compression mode.
 std::string AccuracyFigure(const ReportData& d, const std::string& dir) {
   if (d.accuracy.empty()) return "";
   std::ostringstream dat;
@@ -147,30 +126,242 @@ std::string AccuracyFigure(const ReportData& d, const std::string& dir) {
   return Plot(dir, "accuracy.gp") ? "accuracy.svg" : "";
 }
 
-void SystemTable(std::ostringstream& md, const ReportData& d, const std::string& model,
-                 const std::string& pattern) {
-  const RunRow* none = Find(d, model, pattern, "none");
-  md << "| system | switches | mean switch ms | p50 | max | paired mean ms | mean ready ms | "
-        "MiB read | MiB written | recompute share | prefill ms/tok | decode ms/tok | decode "
-        "slowdown |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-  for (const RunRow& r : d.runs) {
-    if (r.model != model || r.pattern != pattern) continue;
-    const RunSummary& s = r.summary;
+// The headline: ours against each baseline on time to ready and extra time to first token, per
+// cell, then the median and range of the ratio over the budget sweep.
+void Headline(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  md << "## Headline: time to ready and extra time to first token\n\n"
+     << "Markov traces on the " << s.flash
+     << " class; every budget of the sweep, each size. Per "
+        "system: mean time to ready (every old chunk present: the paper's switch latency) / "
+        "mean extra time to first token (first token minus the same call's on resident "
+        "contexts, the `none` run), in ms, over the calls that switched context. LMK ran the "
+        "first "
+     << s.slow_calls << " measured calls only (it recomputes whole contexts).\n\n"
+     << "| contexts | budget | MiB | llms | vllm-sq | swap | lmk "
+        "|\n|---|---|---|---|---|---|---|\n";
+  for (size_t n : s.contexts) {
+    for (double f : s.budget_fractions) {
+      const Cell* any = Find(d, "headline", "markov", n, f, s.flash, "llms", s.seed);
+      md << "| " << n << " | " << Frac(f) << " | " << (any ? Mib(any->budget_bytes) : "-");
+      for (const auto& sys : HeadlineSystems()) {
+        const Cell* c = Find(d, "headline", "markov", n, f, s.flash, sys, s.seed);
+        md << " | " << (Ran(c) ? Ready(c) + " / " + Paired(c) : "not run");
+      }
+      md << " |\n";
+    }
+  }
+  md << "\nOurs lower by (baseline / ours), over the cells both ran:\n\n"
+     << "| baseline | metric | median | range | cells | issue target (median, best) | median met "
+        "|\n"
+     << "|---|---|---|---|---|---|---|\n";
+  for (const char* base : {"vllm-sq", "swap", "lmk"}) {
+    for (int metric = 0; metric < 2; ++metric) {
+      std::vector<double> ratios;
+      for (size_t n : s.contexts) {
+        for (double f : s.budget_fractions) {
+          const Cell* o = Find(d, "headline", "markov", n, f, s.flash, "llms", s.seed);
+          const Cell* b = Find(d, "headline", "markov", n, f, s.flash, base, s.seed);
+          if (!Ran(o) || !Ran(b)) continue;
+          const double r = metric == 0 ? RatioOf(b->summary.ready.mean, o->summary.ready.mean)
+                                       : RatioOf(b->summary.paired_mean, o->summary.paired_mean);
+          if (!std::isnan(r)) ratios.push_back(r);
+        }
+      }
+      std::sort(ratios.begin(), ratios.end());
+      const std::string target = std::string(base) == "lmk" ? "100x" : "9.7x, 20x";
+      const double need = std::string(base) == "lmk" ? 100 : 9.7;
+      const double median = ratios.empty() ? NAN : ratios[(ratios.size() - 1) / 2];
+      md << "| " << base << " | " << (metric == 0 ? "time to ready" : "extra first token") << " | "
+         << RatioText(median) << " | "
+         << (ratios.empty() ? "-" : RatioText(ratios.front()) + " to " + RatioText(ratios.back()))
+         << " | " << ratios.size() << " | " << target << " | "
+         << (ratios.empty()   ? "-"
+             : median >= need ? "yes"
+                              : "no")
+         << " |\n";
+    }
+  }
+  md << "\nThe median of an even count is the lower middle value.\n\n";
+}
+
+// Every headline cell in full, with where its switch time goes.
+void CellTable(std::ostringstream& md, const ReportData& d, const std::string& group) {
+  md << "| trace | budget | flash | system | switches | ready mean / max ms | extra first "
+        "token ms | switch ms: read + write + recompute + other | MiB read | MiB written | "
+        "recomputed | decode slowdown |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Cell& c : d.cells) {
+    if (c.group != group || c.system == kNoManager) continue;
+    md << "| " << c.pattern << "-" << c.contexts << " | " << Frac(c.budget_fraction) << " ("
+       << Mib(c.budget_bytes) << " MiB) | " << c.flash << " | " << c.system << " | ";
+    if (!c.not_run.empty()) {
+      md << c.not_run << " | | | | | | | |\n";
+      continue;
+    }
+    const RunSummary& r = c.summary;
+    const Cell* none = Reference(d, c.pattern, c.contexts, c.seed);
     std::string slowdown = "-";
     if (none != nullptr && none->summary.decode_seconds_per_token > 0) {
       slowdown =
           Fmt("%+.1f%%",
-              100 * (s.decode_seconds_per_token / none->summary.decode_seconds_per_token - 1));
+              100 * (r.decode_seconds_per_token / none->summary.decode_seconds_per_token - 1));
     }
-    md << "| " << s.system << " | " << s.switched_calls << " of " << s.calls << " | "
-       << Ms(s.switch_latency.mean) << " | " << Ms(s.switch_latency.p50) << " | "
-       << Ms(s.switch_latency.max) << " | "
-       << (s.paired_mean >= 0 ? Ms(s.paired_mean) : std::string("-")) << " | " << Ms(s.ready.mean)
-       << " | " << Mib(s.bytes_read) << " | " << Mib(s.bytes_written) << " | "
-       << Fmt("%.0f%%", 100 * s.recompute_share) << " | "
-       << Fmt("%.1f", s.prefill_seconds_per_token * 1e3) << " | "
-       << Fmt("%.1f", s.decode_seconds_per_token * 1e3) << " | " << slowdown << " |\n";
+    md << r.switched_calls << " of " << r.calls << " | " << Ms(r.ready.mean) << " / "
+       << Ms(r.ready.max) << " | " << Paired(&c) << " | " << Ms(r.switch_latency.mean) << ": "
+       << Ms(r.read_seconds) << " + " << Ms(r.write_seconds) << " + " << Ms(r.recompute_seconds)
+       << " + " << Ms(r.other_seconds) << " | " << Mib(r.bytes_read) << " | "
+       << Mib(r.bytes_written) << " | " << Fmt("%.0f%%", 100 * r.recompute_share) << " | "
+       << slowdown << " |\n";
+  }
+  md << "\n";
+}
+
+// Mean and 95% confidence half-width (Student's t) of `v`.
+std::pair<double, double> MeanCi(const std::vector<double>& v) {
+  static const double t975[] = {0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262};
+  if (v.empty()) return {NAN, NAN};
+  double mean = 0;
+  for (double x : v) mean += x;
+  mean /= static_cast<double>(v.size());
+  if (v.size() < 2) return {mean, NAN};
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  const double sd = std::sqrt(ss / static_cast<double>(v.size() - 1));
+  const size_t dof = v.size() - 1;
+  const double t = dof < 10 ? t975[dof] : 1.96;
+  return {mean, t * sd / std::sqrt(static_cast<double>(v.size()))};
+}
+
+void Repetitions(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  if (s.repetitions < 2) return;
+  md << "## Repetitions (" << s.repetitions << " trace seeds, " << s.contexts.front()
+     << " contexts, budget " << Frac(s.fixed_fraction) << ", " << s.flash << ")\n\n"
+     << "Each seed draws other histories, prompts and switches. Mean over seeds of the per-run "
+        "means, with a 95% confidence interval (Student's t).\n\n"
+     << "| system | metric | per seed (ms) | mean +- 95% CI (ms) |\n|---|---|---|---|\n";
+  for (const char* sys : {"llms", "vllm-sq"}) {
+    for (int metric = 0; metric < 2; ++metric) {
+      std::vector<double> v;
+      std::string per;
+      for (size_t r = 0; r < s.repetitions; ++r) {
+        const uint64_t seed = s.seed + r;
+        const Cell* c = Find(d, r == 0 ? "headline" : "repetition", "markov", s.contexts.front(),
+                             s.fixed_fraction, s.flash, sys, seed);
+        if (!Ran(c)) continue;
+        const double x = metric == 0 ? c->summary.ready.mean : c->summary.paired_mean;
+        if (x < 0) continue;
+        v.push_back(x);
+        per += (per.empty() ? "" : ", ") + Ms(x);
+      }
+      const auto [mean, ci] = MeanCi(v);
+      md << "| " << sys << " | " << (metric == 0 ? "time to ready" : "extra first token") << " | "
+         << per << " | " << (std::isnan(mean) ? "-" : Ms(mean)) << " +- "
+         << (std::isnan(ci) ? "-" : Ms(ci)) << " |\n";
+    }
+  }
+  md << "\n";
+}
+
+void FlashSweep(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  md << "## Flash classes (" << s.contexts.front() << " contexts, budget " << Frac(s.fixed_fraction)
+     << ")\n\nMean time to ready / extra time to first token, ms (docs/flash_classes.md).\n\n"
+     << "| class | llms | vllm-sq | ours lower by (ready) |\n|---|---|---|---|\n";
+  std::vector<std::string> classes = {s.flash};
+  classes.insert(classes.end(), s.flash_sweep.begin(), s.flash_sweep.end());
+  for (const std::string& f : classes) {
+    const std::string group = f == s.flash ? "headline" : "flash";
+    const Cell* o =
+        Find(d, group, "markov", s.contexts.front(), s.fixed_fraction, f, "llms", s.seed);
+    const Cell* b =
+        Find(d, group, "markov", s.contexts.front(), s.fixed_fraction, f, "vllm-sq", s.seed);
+    md << "| " << f << " | " << Ready(o) << " / " << Paired(o) << " | " << Ready(b) << " / "
+       << Paired(b) << " | "
+       << (Ran(o) && Ran(b) ? RatioText(RatioOf(b->summary.ready.mean, o->summary.ready.mean))
+                            : "-")
+       << " |\n";
+  }
+  md << "\n";
+}
+
+void Patterns(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  md << "## Switching patterns (" << s.contexts.front() << " contexts, budget "
+     << Frac(s.fixed_fraction) << ", " << s.flash
+     << ")\n\nMean time to ready / extra time to first token, ms. StudentLife: user "
+     << s.studentlife_user
+     << "'s most used apps (launcher, system UI and the survey app removed), in their real "
+        "order and gaps.\n\n| pattern | calls | llms | vllm-sq | swap |\n|---|---|---|---|---|\n";
+  for (const char* p : {"markov", "random", "gaussian", "studentlife"}) {
+    const std::string group = std::string(p) == "markov" ? "headline" : "pattern";
+    const Cell* first =
+        Find(d, group, p, s.contexts.front(), s.fixed_fraction, s.flash, "llms", s.seed);
+    md << "| " << p << " | " << (Ran(first) ? std::to_string(first->summary.calls) : "-");
+    for (const char* sys : {"llms", "vllm-sq", "swap"}) {
+      const Cell* c = Find(d, group, p, s.contexts.front(), s.fixed_fraction, s.flash, sys, s.seed);
+      md << " | " << Ready(c) << " / " << Paired(c);
+    }
+    md << " |\n";
+  }
+  md << "\n";
+}
+
+void Accuracy(std::ostringstream& md, const ReportData& d, const std::string& figure) {
+  md << "## Accuracy under KV compression (stories260K)\n\n"
+     << d.accuracy_stories << " TinyStories contexts x " << d.accuracy_turns << " turns of "
+     << d.accuracy_turn_tokens
+     << " tokens, each turn scored teacher-forced against the compressed KV of the turns before "
+        "(the first turn is not scored). KL and agreement (same argmax) are against the f16 run "
+        "at the same positions.\n\n"
+     << "| mode | bits/value | loss (nats) | vs f16 | perplexity | KL vs f16 (nats) | "
+        "next-token agreement |\n|---|---|---|---|---|---|---|\n";
+  for (const AccuracyRow& r : d.accuracy) {
+    md << "| " << r.mode << " | " << Fmt("%.2f", r.bits) << " | " << Fmt("%.4f", r.loss) << " | "
+       << Fmt("%+.2f%%", 100 * (r.loss / d.accuracy[0].loss - 1)) << " | "
+       << Fmt("%.3f", r.perplexity) << " | " << Fmt("%.5f", r.kl_vs_f16) << " | "
+       << Fmt("%.2f%%", 100 * r.agreement) << " |\n";
+  }
+  md << "\n";
+  if (!figure.empty()) md << "![accuracy](" << figure << ")\n\n";
+}
+
+void Settings(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  md << "Run: " << Fmt("%.0f", d.seconds) << " s in total (";
+  for (size_t i = 0; i < d.step_seconds.size(); ++i) {
+    md << (i ? ", " : "") << d.step_seconds[i].first << " " << Fmt("%.0f", d.step_seconds[i].second)
+       << " s";
+  }
+  md << "); seed " << s.seed << ".\n\n"
+     << "- Model: " << d.main_model << " (" << s.weight_type
+     << " synthetic weights where synthetic; prompts are random token ids).\n"
+     << "- Histories: each context's, " << s.history_min_tokens << " to " << s.history_max_tokens
+     << " tokens (uniform), computed once per trace seed and size at f16 without a memory "
+        "manager ("
+     << Fmt("%.0f", d.history_seconds)
+     << " s in all), then adopted by every system's run (`KvManager::AdoptContext`): each "
+        "system compresses, writes and evicts them under its own policy and budget before the "
+        "first measured call, as its own warm-up calls would have (tested in "
+        "`tests/eval/replay_test.cc`). Every system thus starts from the same KV.\n"
+     << "- Measured calls: " << s.calls << " per headline trace (Markov, recency decay "
+     << s.markov_decay << "), " << s.pattern_calls << " per other pattern, " << s.slow_calls
+     << " for LMK; prompts from the '" << s.dataset << "' profile x " << s.length_scale << "; "
+     << s.generate_tokens
+     << " tokens generated per call; one call at a time, gaps on a virtual "
+        "clock.\n"
+     << "- Budgets: fractions of all contexts' f16 KV at the start of the measured calls. A "
+        "system whose whole running context must fit at one level (LMK at f16, vLLM-SQ and Swap "
+        "at int8) is not run where 1.1x its largest context does not fit; the cell says so.\n"
+     << "- Flash: shaped classes keep their stores in " << s.shaped_store_dir
+     << " (RAM), so the class's model and not this machine's disk sets their time; `native` "
+        "is this machine's disk.\n";
+  for (const auto& [flash, cost] : d.costs) {
+    md << "- Cost model on " << flash << ": compute "
+       << Fmt("%.2f", cost.compute_seconds_per_token * 1e3) << " ms/token, layer reads "
+       << Fmt("%.2f", 1e-9 / cost.read_seconds_per_byte) << " GB/s + "
+       << Fmt("%.0f", cost.read_seconds_per_request * 1e6) << " us/request, bulk reads "
+       << Fmt("%.2f", 1e-9 / cost.bulk_read_seconds_per_byte) << " GB/s.\n";
   }
   md << "\n";
 }
@@ -181,159 +372,37 @@ Status WriteReport(const ReportData& d) {
   const ReportSettings& s = d.settings;
   const std::string dir = s.out_dir;
   std::ostringstream md;
-  md << "# Switch latency and accuracy: llms against its ablations and the baselines\n\n"
+  md << "# Context switches in the paper's regime: llms against its ablations and the "
+        "baselines\n\n"
      << "Written by `scripts/report` (`llms report`); every number below comes from one run of "
         "it on this machine. Design and baselines: `../shared/spec/LLMS.md` §2-§7; how the "
         "replay works and what limits the numbers: `docs/evaluation.md`.\n\n";
-  md << "Run: " << Fmt("%.0f", d.seconds) << " s in total (";
-  for (size_t i = 0; i < d.step_seconds.size(); ++i) {
-    md << (i ? ", " : "") << d.step_seconds[i].first << " " << Fmt("%.0f", d.step_seconds[i].second)
-       << " s";
-  }
-  md << "); flash class " << s.flash << " (docs/flash_classes.md); seed " << s.seed
-     << "; main model " << d.main_model << " (" << s.weight_type
-     << " synthetic weights where synthetic); " << s.contexts << " contexts, " << s.warmup_tokens
-     << " tokens of history each, then " << s.calls << " measured calls (Markov) or "
-     << s.pattern_calls << " (other patterns); prompt lengths from the '" << s.dataset
-     << "' profile x " << s.length_scale << "; budget " << s.budget_fraction
-     << " of the contexts' f16 KV at the end of the trace, raised to 1.1x the largest "
-        "context's f16 KV where that is more (LMK recomputes and vLLM-S keeps the running "
-        "context at f16, so it must fit whole).\n\n";
-  md << "Cost model (" << d.main_model << "): compute "
-     << Fmt("%.2f", d.main_cost.compute_seconds_per_token * 1e3) << " ms/token, layer reads "
-     << Fmt("%.2f", 1e-9 / d.main_cost.read_seconds_per_byte) << " GB/s + "
-     << Fmt("%.0f", d.main_cost.read_seconds_per_request * 1e6) << " us/request, bulk reads "
-     << Fmt("%.2f", 1e-9 / d.main_cost.bulk_read_seconds_per_byte) << " GB/s.\n\n";
-
-  if (!d.failures.empty()) {
-    md << "Runs that failed (left out of the tables):\n\n";
-    for (const std::string& f : d.failures) md << "- " << f << "\n";
-    md << "\n";
-  }
-  // Headline.
-  const RunRow* ours = Find(d, d.main_model, "markov", "llms");
-  if (ours != nullptr) {
-    md << "## Headline (Markov, " << ours->contexts << " contexts, budget "
-       << Mib(ours->budget_bytes) << " MiB = "
-       << Fmt("%.2f",
-              static_cast<double>(ours->budget_bytes) / static_cast<double>(ours->kv_f16_bytes))
-       << " of " << Mib(ours->kv_f16_bytes) << " MiB f16 KV)\n\n"
-       << "| baseline | its mean switch ms | ours ms | ours lower by | issue target | met |\n"
-       << "|---|---|---|---|---|---|\n";
-    const double o = ours->summary.switch_latency.mean;
-    for (auto [sys, target] : {std::pair<const char*, double>{"vllm-sq", 9.7},
-                               {"lmk", 100.0},
-                               {"swap", 10.0},
-                               {"vllm-s", 9.7}}) {
-      const RunRow* b = Find(d, d.main_model, "markov", sys);
-      if (b == nullptr) continue;
-      const double m = b->summary.switch_latency.mean;
-      md << "| " << sys << " | " << Ms(m) << " | " << Ms(o) << " | " << Ratio(m, o) << " | "
-         << Fmt("%.1fx", target) << " | " << (o > 0 ? (m / o >= target ? "yes" : "no") : "yes")
-         << " |\n";
-    }
-    md << "\n";
-  }
-
-  md << "## Every system on the Markov trace (" << d.main_model << ")\n\n"
-     << "Switch latency = the part of a call's time to first token spent bringing its context "
-        "back, measured inside the call (`CallStats::restore_seconds`: setup, waits for reads "
-        "that compute did not hide, writes of evicted dirty chunks before the pass, the "
-        "recomputed rows' share of the pass). `paired` = first token minus the same call's in "
-        "the run without a memory manager (`none`, every context resident at f16), a "
-        "cross-check that carries the noise of two runs on a shared machine. Ready = until "
-        "every old chunk is present. Decode slowdown is against `none`.\n\n";
-  SystemTable(md, d, d.main_model, "markov");
-  const std::string f1 = LatencyFigure(d, dir), f2 = AblationFigure(d, dir);
-  md << "## Per switching pattern\n\n| pattern | llms | vllm-sq | swap | lmk |\n"
-     << "|---|---|---|---|---|\n";
-  for (const char* p : {"markov", "random", "gaussian", "studentlife"}) {
-    md << "| " << p;
-    for (const char* sys : {"llms", "vllm-sq", "swap", "lmk"}) {
-      const RunRow* r = Find(d, d.main_model, p, sys);
-      md << " | " << (r ? Ms(r->summary.switch_latency.mean) : "-");
-    }
-    md << " |\n";
-  }
-  md << "\nMean switch latency in ms. StudentLife: user " << s.studentlife_user << "'s "
-     << s.contexts << " most used apps (launcher, system UI and the survey app removed), in "
-     << "their real order and gaps.\n\n";
-  if (!f1.empty()) md << "![latency per system and pattern](" << f1 << ")\n\n";
-  md << "## Ablation\n\n";
-  if (!f2.empty()) md << "![ablation](" << f2 << ")\n\n";
-
-  if (!d.sweep.empty()) {
-    md << "## Active contexts under a switch-latency limit\n\n"
-       << "Markov traces of " << s.sweep_calls << " calls after " << s.sweep_warmup_tokens
-       << " tokens of history per context; budgets fixed in average contexts' f16 KV. The "
-          "largest tested number of contexts whose mean switch latency stays under the limit:\n\n"
-       << "| budget (contexts of f16 KV) | MiB | system";
-    for (double l : s.limits_ms) md << " | <= " << Fmt("%g", l) << " ms";
-    md << " | mean ms at";
-    for (size_t n : s.sweep_contexts) md << " " << n;
-    md << " |\n|---|---|---";
-    for (size_t i = 0; i <= s.limits_ms.size(); ++i) md << "|---";
-    md << "|\n";
-    for (double b : s.sweep_budgets) {
-      for (const char* sys : {"llms", "vllm-sq"}) {
-        size_t bytes = 0;
-        std::vector<size_t> best(s.limits_ms.size(), 0);
-        std::vector<bool> stopped(s.limits_ms.size(), false);
-        std::string means;
-        // In increasing size: a size that failed (ResourceExhausted) or went over the limit ends
-        // the count, so a larger size that happened to pass is not credited.
-        for (size_t n : s.sweep_contexts) {
-          const SweepRow* row = nullptr;
-          for (const SweepRow& r : d.sweep) {
-            if (r.system == sys && r.budget_contexts == b && r.contexts == n) row = &r;
-          }
-          means += ' ';
-          means += row != nullptr ? Ms(row->mean_switch) : std::string("failed");
-          if (row != nullptr) bytes = row->budget_bytes;
-          for (size_t i = 0; i < s.limits_ms.size(); ++i) {
-            stopped[i] = stopped[i] || row == nullptr || row->mean_switch * 1e3 > s.limits_ms[i];
-            if (!stopped[i]) best[i] = n;
-          }
-        }
-        md << "| " << Fmt("%g", b) << " | " << Mib(bytes) << " | " << sys;
-        for (size_t n : best) md << " | " << n;
-        md << " |" << means << " |\n";
-      }
-    }
-    md << "\n";
-    const std::string f3 = SweepFigure(d, dir);
-    if (!f3.empty()) md << "![contexts under a limit](" << f3 << ")\n\n";
-  }
-
-  if (!d.big_model.empty()) {
-    md << "## Shortened " << d.big_model << " run (Markov, " << s.big_contexts << " contexts, "
-       << s.big_calls << " calls, " << s.big_warmup_tokens << " tokens of history)\n\n";
-    SystemTable(md, d, d.big_model, "markov");
-    const RunRow* b = Find(d, d.big_model, "markov", "llms");
-    if (b != nullptr) {
-      md << "Budget " << Mib(b->budget_bytes) << " MiB of " << Mib(b->kv_f16_bytes)
-         << " MiB f16 KV. Cost model: compute "
-         << Fmt("%.1f", d.big_cost.compute_seconds_per_token * 1e3) << " ms/token.\n\n";
-    }
-  }
-
-  md << "## Accuracy under KV compression (stories260K)\n\n"
-     << d.accuracy_stories << " TinyStories contexts x " << d.accuracy_turns << " turns of "
-     << d.accuracy_turn_tokens
-     << " tokens, each turn scored teacher-forced "
-        "against the compressed KV of the turns before (the first turn is not scored). KL and "
-        "agreement (same argmax) are against the f16 run at the same positions.\n\n"
-     << "| mode | bits/value | loss (nats) | vs f16 | perplexity | KL vs f16 (nats) | "
-        "next-token agreement |\n|---|---|---|---|---|---|---|\n";
-  for (const AccuracyRow& r : d.accuracy) {
-    md << "| " << r.mode << " | " << Fmt("%.2f", r.bits) << " | " << Fmt("%.4f", r.loss) << " | "
-       << Fmt("%+.2f%%", 100 * (r.loss / d.accuracy[0].loss - 1)) << " | "
-       << Fmt("%.3f", r.perplexity) << " | " << Fmt("%.5f", r.kl_vs_f16) << " | "
-       << Fmt("%.2f%%", 100 * r.agreement) << " |\n";
-  }
-  md << "\n";
-  const std::string f4 = AccuracyFigure(d, dir);
-  if (!f4.empty()) md << "![accuracy](" << f4 << ")\n\n";
+  Settings(md, d);
+  Headline(md, d);
+  const std::string f1 = LatencyFigure(d, dir);
+  if (!f1.empty()) md << "![time to ready per system and budget](" << f1 << ")\n\n";
+  md << "## Every headline cell\n\n"
+     << "Switch = the part of a call's time to first token spent bringing its context back, "
+        "measured inside the call and split into reading stored chunks (bulk reads and waits for "
+        "the I/O thread that compute did not hide), writing evicted dirty chunks before the "
+        "pass, the recomputed rows' share of the pass, and the rest (planning, allocation). "
+        "Means over switched calls. Decode slowdown is against the `none` run (every context "
+        "resident at f16).\n\n";
+  CellTable(md, d, "headline");
+  Repetitions(md, d);
+  FlashSweep(md, d);
+  CellTable(md, d, "flash");
+  md << "## Ablation (" << s.contexts.front() << " contexts, budget " << Frac(s.fixed_fraction)
+     << ", " << s.flash
+     << ")\n\n`llms-no-pipeline` loads then runs; `llms-no-lifecycle` writes nothing ahead of "
+        "time and evicts by LRU; `llms-lru` keeps ahead-of-time writes with plain LRU; "
+        "`llms-no-compression` is int8 everywhere; `int4-lru` is static int4 with LRU and no other "
+        "technique; `vllm-s` is f16 blocks. Ours and vLLM-SQ at this budget are in the headline "
+        "table.\n\n";
+  CellTable(md, d, "ablation");
+  Patterns(md, d);
+  CellTable(md, d, "pattern");
+  Accuracy(md, d, AccuracyFigure(d, dir));
 
   md << "## Traces\n\nSaved under `traces/` (format: `docs/trace_format.md`); the digest "
         "(FNV-1a of the file) is equal across reruns with the same seed.\n\n"
@@ -341,8 +410,9 @@ Status WriteReport(const ReportData& d) {
   for (const TraceFile& t : d.traces) {
     md << "| " << t.name << " | " << t.calls << " | `" << t.digest << "` |\n";
   }
-  md << "\nPer-call records of every run: `data/*.csv`.\n";
-  if (f1.empty() && f4.empty()) {
+  md << "\nPer-call records of every run: `data/*.csv`, named by model, trace, seed, system, "
+        "budget fraction, flash class and calls.\n";
+  if (f1.empty()) {
     md << "\nFigures were not drawn: gnuplot is missing (scripts/setup installs gnuplot-nox); "
           "the .gp scripts and .dat files are in this directory.\n";
   }
