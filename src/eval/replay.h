@@ -47,7 +47,8 @@ struct ReplayOptions {
   // The same measured cost model for every system of a comparison (fair restore plans, and one
   // measurement instead of one per system); null measures it at Open.
   const CostModel* cost = nullptr;
-  // Adopted in place of running the warm-up calls (null: they run). Must be of the same trace.
+  // Adopted in place of running the warm-up calls (null: they run). Its first trace.contexts
+  // histories must be the trace's warm-ups (a trace of more contexts may have built them).
   const ReplayHistories* histories = nullptr;
   // Called after each call with (calls done, calls in the trace).
   std::function<void(size_t, size_t)> progress;

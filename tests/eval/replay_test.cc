@@ -200,6 +200,18 @@ TEST_F(ReplayTest, AdoptedHistoriesStartEverySystemWhereItsWarmupWould) {
       EXPECT_EQ(a.stats.bytes_read, b.stats.bytes_read) << i;
     }
   }
+  // A trace of fewer contexts whose warm-ups are the first ones adopts the same histories.
+  Trace fewer = trace_;
+  fewer.contexts = 2;
+  std::erase_if(fewer.calls, [](const TraceCall& c) { return c.context >= 2; });
+  testing::TempDir dir;
+  ReplayOptions prefix;
+  prefix.system = "llms";
+  prefix.budget_bytes = size_t{1} << 20;
+  prefix.store_dir = dir.File("store");
+  prefix.cost = &cost_;
+  prefix.histories = &*histories;
+  EXPECT_OK(Replay(engine_.get(), fewer, prefix));
   Trace other = trace_;
   other.calls[0].prompt[0] ^= 1;
   ReplayOptions o;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "base/clock.h"
@@ -19,38 +20,10 @@
 #include "store/chunk_store.h"
 #include "tools/llms/commands.h"
 #include "tools/llms/report.h"
+#include "tools/llms/report_runner.h"
 
 namespace llms::cli {
 namespace {
-
-// A progress bar on stderr over work units (prompt tokens of every planned call), with the
-// elapsed time and a linear estimate of what is left.
-class ProgressBar {
- public:
-  explicit ProgressBar(double total) : total_(total) {}
-  void Add(double units, const std::string& label) {
-    done_ += units;
-    const double f = total_ > 0 ? std::min(1.0, done_ / total_) : 1.0;
-    const int width = 30, filled = static_cast<int>(f * width);
-    const double elapsed = timer_.Seconds();
-    const double left = f > 0.01 ? elapsed * (1 - f) / f : 0;
-    // Into a log (not a terminal): a line per percent, not one per call.
-    if (!tty_ && static_cast<int>(100 * f) == last_percent_) return;
-    last_percent_ = static_cast<int>(100 * f);
-    std::fprintf(stderr, "%s[%s%s] %3.0f%% %4.0fs elapsed, ~%4.0fs left  %-44.44s",
-                 tty_ ? "\r" : "\n", std::string(static_cast<size_t>(filled), '#').c_str(),
-                 std::string(static_cast<size_t>(width - filled), '.').c_str(), 100 * f, elapsed,
-                 left, label.c_str());
-    std::fflush(stderr);
-  }
-  void Finish() { std::fputc('\n', stderr); }
-
- private:
-  double total_, done_ = 0;
-  Stopwatch timer_;
-  const bool tty_ = isatty(STDERR_FILENO) != 0;
-  int last_percent_ = -1;
-};
 
 StatusOr<std::string> ReadText(const std::string& path, size_t max_bytes) {
   StatusOr<std::string> read = ReadTextFile(path);
@@ -97,14 +70,6 @@ std::string Digest(const std::string& path) {
   return buf;
 }
 
-double TraceUnits(const Trace& t, bool warmups) {
-  double units = 0;
-  for (const TraceCall& c : t.calls) {
-    if (c.warmup == warmups) units += static_cast<double>(c.prompt.size() + c.max_tokens);
-  }
-  return units;
-}
-
 // Writes the trace, reads it back and returns what was read: the runs use the file's contents,
 // so the saved traces are exactly what ran.
 StatusOr<Trace> SaveTrace(const ReportSettings& s, const std::string& label, const Trace& t,
@@ -118,206 +83,6 @@ StatusOr<Trace> SaveTrace(const ReportSettings& s, const std::string& label, con
   data->traces.push_back({path, label + "-" + t.name, t.calls.size(), Digest(path)});
   return back;
 }
-
-// The first `calls` measured calls of `t` after its warm-ups (a slow system's shorter run).
-Trace Prefix(const Trace& t, size_t calls) {
-  Trace p = t;
-  size_t measured = 0;
-  p.calls.clear();
-  for (const TraceCall& c : t.calls) {
-    if (!c.warmup && measured++ >= calls) break;
-    p.calls.push_back(c);
-  }
-  return p;
-}
-
-// The largest context at the end of `t`, in tokens.
-size_t LargestContextTokens(const Trace& t) {
-  std::vector<size_t> tokens(t.contexts, 0);
-  for (const TraceCall& c : t.calls) tokens[c.context] += c.prompt.size() + c.max_tokens;
-  return *std::max_element(tokens.begin(), tokens.end());
-}
-
-// The level a system must hold its whole running context at (LMK recomputes into f16 chunks and
-// vLLM-S keeps f16; the other uniform policies their level); nullopt: chunk-wise compression to
-// int2, nothing to check before running.
-std::optional<KvLevel> RunningLevel(const std::string& system) {
-  const std::optional<Policy> p = Policy::ByName(system);
-  if (!p || p->compression != CompressionMode::kUniform) return std::nullopt;
-  if (p->restore == RestoreMode::kRecomputeOnly) return KvLevel::kF16;
-  return p->uniform_level;
-}
-
-// Runs every system of the report on the traces the plan gives it, each from the same adopted
-// histories, and records a Cell per run.
-class Evaluation {
- public:
-  Evaluation(const ReportSettings& s, Engine* engine, std::string model, ReportData* data,
-             ProgressBar* bar)
-      : s_(s), engine_(engine), model_(std::move(model)), data_(data), bar_(bar) {}
-
-  // The flash class's Env and store directory, and a cost model measured on it (once).
-  Status UseFlash(const std::string& name) {
-    if (flash_.count(name)) return Status::Ok();
-    LLMS_ASSIGN_OR_RETURN(const FlashClass fc, ParseFlashClass(name));
-    Flash& f = flash_[name];
-    std::string root = s_.out_dir;
-    if (fc.shaped() && !s_.shaped_store_dir.empty() &&
-        std::filesystem::is_directory(s_.shaped_store_dir)) {
-      root = s_.shaped_store_dir;
-    }
-    f.store_dir = root + "/.llms-report-store-" + std::to_string(getpid()) + "-" + name;
-    if (fc.shaped()) f.shaped = std::make_unique<ShapedEnv>(Env::Default(), fc);
-    f.env = f.shaped ? f.shaped.get() : Env::Default();
-    const std::string dir = f.store_dir + "-cost";
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    {
-      LLMS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(f.env, dir, {}));
-      // Twice: the first pass of a freshly loaded model faults its weights in and measures
-      // compute several times too slow.
-      LLMS_RETURN_IF_ERROR(CostModel::Measure(engine_, store.get()).status());
-      LLMS_ASSIGN_OR_RETURN(f.cost, CostModel::Measure(engine_, store.get()));
-    }
-    std::filesystem::remove_all(dir, ec);
-    data_->costs.emplace_back(name, f.cost);
-    return Status::Ok();
-  }
-
-  // The histories of `trace`: computed once per distinct set of warm-up calls.
-  StatusOr<const ReplayHistories*> Histories(const Trace& trace) {
-    std::vector<std::vector<int32_t>> warmups(trace.contexts);
-    for (const TraceCall& c : trace.calls) {
-      if (c.warmup) warmups[c.context] = c.prompt;
-    }
-    if (histories_ == nullptr || histories_->tokens != warmups) {
-      histories_.reset();  // the old ones first: they can take a GiB
-      const Stopwatch timer;
-      LLMS_ASSIGN_OR_RETURN(ReplayHistories h, BuildHistories(engine_, trace));
-      histories_ = std::make_unique<ReplayHistories>(std::move(h));
-      data_->history_seconds += timer.Seconds();
-      bar_->Add(TraceUnits(trace, true), model_ + " histories of " + trace.name);
-    }
-    return histories_.get();
-  }
-
-  // One cell: `system` on `trace` (its first `calls` measured calls; 0: all).
-  Status Run(const std::string& group, const Trace& full, const std::string& system,
-             double fraction, const std::string& flash, size_t calls) {
-    LLMS_RETURN_IF_ERROR(UseFlash(flash));
-    Flash& f = flash_[flash];
-    const Trace trace = calls > 0 ? Prefix(full, calls) : full;
-    LLMS_ASSIGN_OR_RETURN(const ReplayHistories* histories, Histories(trace));
-    Cell cell;
-    cell.group = group;
-    cell.model = model_;
-    cell.pattern = std::string(SwitchPatternName(trace.pattern));
-    cell.flash = flash;
-    cell.system = system;
-    cell.contexts = trace.contexts;
-    cell.seed = trace.seed;
-    cell.budget_fraction = fraction;
-    cell.kv_f16_bytes = HistoryKvBytesF16(*engine_, trace);
-    cell.budget_bytes = static_cast<size_t>(fraction * static_cast<double>(cell.kv_f16_bytes));
-    const std::string label = model_ + " " + trace.name + " " + system;
-    if (const auto level = RunningLevel(system)) {
-      const KvLayout& L = engine_->kv_layout();
-      const double per_token =
-          static_cast<double>(L.LayerBytes(*level) * engine_->config().n_layers) /
-          static_cast<double>(L.chunk_tokens);
-      const double need = 1.1 * per_token * static_cast<double>(LargestContextTokens(trace));
-      if (need > static_cast<double>(cell.budget_bytes)) {
-        cell.not_run = "does not fit: its largest context needs " + Fmt1(need / 1048576.0) +
-                       " MiB at " + std::string(KvLevelName(*level));
-        bar_->Add(TraceUnits(trace, false), label + " skipped");
-        data_->cells.push_back(std::move(cell));
-        return Status::Ok();
-      }
-    }
-    ReplayOptions ro;
-    ro.system = system;
-    ro.budget_bytes = cell.budget_bytes;
-    ro.store_dir = f.store_dir;
-    ro.env = f.env;
-    ro.cost = &f.cost;
-    ro.histories = histories;
-    ro.progress = [&](size_t done, size_t) {
-      const TraceCall& c = trace.calls[done - 1];
-      if (!c.warmup) bar_->Add(static_cast<double>(c.prompt.size() + c.max_tokens), label);
-    };
-    StatusOr<ReplayResult> r = Replay(engine_, trace, ro);
-    const std::string key = trace.name + "/" + std::to_string(trace.seed);
-    if (r.ok() && system == kNoManager) references_[key] = *r;
-    if (r.ok() && system != kNoManager && references_.count(key)) {
-      Status applied = ApplyResidentReference(references_[key], &*r);
-      if (!applied.ok()) r = applied;
-    }
-    if (!r.ok()) {
-      // A failed run is a finding of the report, not a reason to lose the others.
-      cell.not_run = "failed: " + r.status().ToString();
-      data_->cells.push_back(std::move(cell));
-      return Status::Ok();
-    }
-    WriteCsv(cell, trace, *r);
-    cell.summary = r->summary;
-    data_->cells.push_back(std::move(cell));
-    return Status::Ok();
-  }
-
-  ~Evaluation() {
-    std::error_code ec;
-    for (auto& [name, f] : flash_) std::filesystem::remove_all(f.store_dir, ec);
-  }
-
- private:
-  struct Flash {
-    std::unique_ptr<ShapedEnv> shaped;
-    Env* env = nullptr;
-    std::string store_dir;
-    CostModel cost;
-  };
-
-  static std::string Fmt1(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.1f", v);
-    return buf;
-  }
-
-  // Per-call records, named by every parameter of the cell.
-  void WriteCsv(const Cell& cell, const Trace& trace, const ReplayResult& r) {
-    char fraction[32];
-    std::snprintf(fraction, sizeof(fraction), "%.4f", cell.budget_fraction);
-    const std::string csv = s_.out_dir + "/data/" + model_ + "-" + trace.name + "-" + cell.system +
-                            "-budget" + fraction + "-" + cell.flash + "-calls" +
-                            std::to_string(trace.calls.size()) + ".csv";
-    std::ofstream f(csv);
-    f << "index,context,warmup,adopted,switched,arrival_s,start_s,context_tokens,prompt_tokens,"
-         "generated,switch_s,read_s,write_s,recompute_s,other_s,paired_s,extra_first_token_s,"
-         "first_token_s,ready_s,bulk_read,chunks_loaded,chunks_recomputed,bytes_read,"
-         "bytes_written,prefill_s,decode_s,wall_s\n";
-    for (const CallRecord& c : r.calls) {
-      const CallStats& st = c.stats;
-      f << c.index << ',' << c.context << ',' << c.warmup << ',' << c.adopted << ',' << c.switched
-        << ',' << c.arrival_seconds << ',' << c.start_seconds << ',' << c.context_tokens << ','
-        << st.prompt_tokens << ',' << c.generated << ',' << c.switch_seconds << ','
-        << st.read_seconds << ',' << st.write_seconds << ',' << st.recompute_seconds << ','
-        << st.other_seconds << ',' << c.paired_seconds << ',' << st.extra_first_token_seconds << ','
-        << st.first_token_seconds << ',' << st.ready_seconds << ',' << st.bulk_read << ','
-        << st.chunks_loaded << ',' << st.chunks_recomputed << ',' << st.bytes_read << ','
-        << st.bytes_written << ',' << c.prefill_seconds << ',' << c.decode_seconds << ','
-        << c.wall_seconds << '\n';
-    }
-  }
-
-  const ReportSettings& s_;
-  Engine* engine_;
-  std::string model_;
-  ReportData* data_;
-  ProgressBar* bar_;
-  std::map<std::string, Flash> flash_;
-  std::unique_ptr<ReplayHistories> histories_;
-  std::map<std::string, ReplayResult> references_;  // by trace name and seed
-};
 
 TraceOptions BaseTraceOptions(const ReportSettings& s, size_t contexts, uint64_t seed) {
   TraceOptions o;
@@ -333,19 +98,12 @@ TraceOptions BaseTraceOptions(const ReportSettings& s, size_t contexts, uint64_t
   return o;
 }
 
-// One cell to run: a system on a trace.
-struct Job {
-  std::string group;
-  size_t trace;  // index into the plan's traces
-  std::string system;
-  double fraction;
-  std::string flash;
-  size_t calls;  // 0: all
-};
-
 struct Plan {
   std::vector<Trace> traces;
-  std::vector<Job> jobs;  // grouped by trace, so each trace's histories are computed once
+  // In the order they run: grouped by trace, the largest first, so that a trace whose contexts
+  // are the first ones of the last histories adopts them instead of computing its own.
+  std::vector<Job> jobs;
+  size_t largest_trace = 0;  // the budgets of `of_largest` jobs are fractions of its KV
   double units = 0;
 };
 
@@ -354,64 +112,113 @@ StatusOr<Plan> MakePlan(const ReportSettings& s, const std::vector<AppSwitch>& s
                         const std::vector<int32_t>& corpus, size_t vocab, const std::string& label,
                         ReportData* data) {
   Plan plan;
-  const auto add_trace = [&](StatusOr<Trace> t, uint64_t seed) -> StatusOr<size_t> {
+  // `builds`: the trace computes histories of its own (others share a larger trace's).
+  const auto add_trace = [&](StatusOr<Trace> t, bool builds) -> StatusOr<size_t> {
     LLMS_RETURN_IF_ERROR(t.status());
-    t->name += "-seed" + std::to_string(seed);
+    t->name += "-seed" + std::to_string(t->seed);
     LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, label, *t, data));
     plan.traces.push_back(std::move(saved));
-    plan.units += TraceUnits(plan.traces.back(), true);
+    if (builds) plan.units += TraceUnits(plan.traces.back(), true);
     return plan.traces.size() - 1;
   };
   const auto add = [&](const std::string& group, size_t trace, const std::string& system,
-                       double fraction, const std::string& flash, size_t calls) {
-    plan.jobs.push_back({group, trace, system, fraction, flash, calls});
-    const Trace& t = plan.traces[trace];
-    plan.units += TraceUnits(calls > 0 ? Prefix(t, calls) : t, false);
+                       double fraction, const std::string& flash, size_t calls, size_t chunk = 16) {
+    plan.jobs.push_back({group, trace, system, fraction, 0, false, flash, calls, chunk});
+    plan.units += TraceUnits(Prefix(plan.traces[trace], calls), false);
+  };
+  const auto markov = [&](size_t contexts, uint64_t seed) {
+    return GenerateTrace(BaseTraceOptions(s, contexts, seed), corpus, vocab);
   };
   const double fixed = s.fixed_fraction;
-  for (size_t n : s.contexts) {
-    TraceOptions o = BaseTraceOptions(s, n, s.seed);
-    LLMS_ASSIGN_OR_RETURN(size_t t, add_trace(GenerateTrace(o, corpus, vocab), s.seed));
+  std::vector<size_t> sizes = s.contexts;
+  std::sort(sizes.rbegin(), sizes.rend());
+  const size_t small = sizes.back();
+  // Synthetic traces draw each context's history from the seed alone, so the largest trace's
+  // histories serve every smaller one (a TinyStories corpus draws them differently).
+  const bool shared = corpus.empty();
+  size_t largest_trace = 0, small_trace = 0;
+  for (size_t n : sizes) {
+    LLMS_ASSIGN_OR_RETURN(size_t t, add_trace(markov(n, s.seed), !shared || n == sizes.front()));
+    if (n == sizes.front()) largest_trace = t;
+    if (n == small) small_trace = t;
     add("headline", t, kNoManager, fixed, s.flash, 0);
     for (double f : s.budget_fractions) {
       for (const char* sys : {"llms", "vllm-sq", "swap"}) add("headline", t, sys, f, s.flash, 0);
       add("headline", t, "lmk", f, s.flash, s.slow_calls);
     }
-    if (n != s.contexts.front()) continue;
-    // On the first size only: the flash classes, the ablation and the other patterns.
-    for (const std::string& flash : s.flash_sweep) {
-      for (const char* sys : {"llms", "vllm-sq"}) add("flash", t, sys, fixed, flash, 0);
-    }
-    for (const char* sys : {"llms-no-pipeline", "llms-no-lifecycle", "llms-lru",
-                            "llms-no-compression", "int4-lru", "vllm-s"}) {
-      add("ablation", t, sys, fixed, s.flash, 0);
-    }
-    for (SwitchPattern p :
-         {SwitchPattern::kRandom, SwitchPattern::kGaussian, SwitchPattern::kStudentLife}) {
-      o.pattern = p;
-      o.calls = s.pattern_calls;
-      // The same seed draws the same histories: they are adopted from the Markov trace's.
-      LLMS_ASSIGN_OR_RETURN(
-          size_t pt,
-          add_trace(p == SwitchPattern::kStudentLife
-                        ? StudentLifeTrace(o, switches, s.studentlife_user, corpus, vocab)
-                        : GenerateTrace(o, corpus, vocab),
-                    s.seed));
-      plan.units -= TraceUnits(plan.traces[pt], true);
-      add("pattern", pt, kNoManager, fixed, s.flash, 0);
-      for (const char* sys : {"llms", "vllm-sq", "swap"})
-        add("pattern", pt, sys, fixed, s.flash, 0);
-    }
   }
-  for (size_t r = 1; r < s.repetitions; ++r) {
-    const uint64_t seed = s.seed + r;
+  const size_t t = small_trace;
+  for (const std::string& flash : s.flash_sweep) {
+    for (const char* sys : {"llms", "vllm-sq"}) add("flash", t, sys, fixed, flash, 0);
+  }
+  for (const char* sys : {"llms-no-pipeline", "llms-no-lifecycle", "llms-lru",
+                          "llms-no-compression", "int4-lru", "vllm-s"}) {
+    add("ablation", t, sys, fixed, s.flash, 0);
+  }
+  for (SwitchPattern p :
+       {SwitchPattern::kRandom, SwitchPattern::kGaussian, SwitchPattern::kStudentLife}) {
+    TraceOptions o = BaseTraceOptions(s, small, s.seed);
+    o.pattern = p;
+    o.calls = s.pattern_calls;
+    // The same seed draws the same histories: they are the Markov trace's.
     LLMS_ASSIGN_OR_RETURN(
-        size_t t,
-        add_trace(GenerateTrace(BaseTraceOptions(s, s.contexts.front(), seed), corpus, vocab),
-                  seed));
-    for (const char* sys : {kNoManager, "llms", "vllm-sq"})
-      add("repetition", t, sys, fixed, s.flash, 0);
+        size_t pt, add_trace(p == SwitchPattern::kStudentLife
+                                 ? StudentLifeTrace(o, switches, s.studentlife_user, corpus, vocab)
+                                 : GenerateTrace(o, corpus, vocab),
+                             !shared));
+    add("pattern", pt, kNoManager, fixed, s.flash, 0);
+    for (const char* sys : {"llms", "vllm-sq", "swap"}) add("pattern", pt, sys, fixed, s.flash, 0);
   }
+  // Active contexts under a latency limit: budgets fixed in bytes, as fractions of the largest
+  // trace's KV (RunReport sets the bytes); fewer contexts. The largest size's are headline cells.
+  plan.largest_trace = largest_trace;
+  for (size_t n : s.sweep_contexts) {
+    LLMS_ASSIGN_OR_RETURN(size_t st, add_trace(markov(n, s.seed), !shared));
+    for (double f : s.sweep_fractions) {
+      for (const char* sys : {"llms", "vllm-sq"}) {
+        add("contexts", st, sys, f, s.flash, s.sweep_calls);
+        plan.jobs.back().of_largest = true;
+      }
+    }
+  }
+  // Chunk sizes: another size needs histories of its own (another layout).
+  for (size_t chunk : s.chunk_sizes) {
+    if (chunk != 16) plan.units += TraceUnits(plan.traces[small_trace], true);
+    for (const char* sys : {"llms", "vllm-sq"}) {
+      add("chunk", small_trace, sys, fixed, s.flash, s.chunk_calls, chunk);
+    }
+  }
+  // Repetitions: other seeds draw other histories.
+  for (size_t r = 1; r < s.repetitions; ++r) {
+    LLMS_ASSIGN_OR_RETURN(size_t rt, add_trace(markov(small, s.seed + r), true));
+    for (const char* sys : {kNoManager, "llms", "vllm-sq"}) {
+      add("repetition", rt, sys, fixed, s.flash, 0);
+    }
+  }
+  return plan;
+}
+
+// The headline cells at full depth: the whole 32-layer shape, fewer and shorter contexts and
+// calls (2 cores prefill it at ~12 tokens/s).
+StatusOr<Plan> MakeDepthPlan(const ReportSettings& s, size_t vocab, const std::string& label,
+                             ReportData* data) {
+  Plan plan;
+  TraceOptions o = BaseTraceOptions(s, s.depth_contexts, s.seed);
+  o.calls = s.depth_calls;
+  o.warmup_tokens = s.depth_history_min_tokens;
+  o.history_max_tokens = s.depth_history_max_tokens;
+  o.length_scale = s.depth_length_scale;
+  LLMS_ASSIGN_OR_RETURN(Trace t, GenerateTrace(o, {}, vocab));
+  t.name += "-seed" + std::to_string(t.seed);
+  LLMS_ASSIGN_OR_RETURN(Trace saved, SaveTrace(s, label, t, data));
+  plan.traces.push_back(std::move(saved));
+  plan.units = TraceUnits(plan.traces[0], true);
+  const auto add = [&](const std::string& system, double fraction) {
+    plan.jobs.push_back({"depth", 0, system, fraction, 0, false, s.flash, 0, 16});
+    plan.units += TraceUnits(plan.traces[0], false);
+  };
+  add(kNoManager, s.fixed_fraction);
+  for (const char* sys : {"llms", "vllm-sq", "swap"}) add(sys, s.fixed_fraction);
   return plan;
 }
 
@@ -442,6 +249,12 @@ void ApplyQuick(ReportSettings* s) {
   s->fixed_fraction = 0.5;
   s->repetitions = 2;
   s->flash_sweep = {"emmc"};
+  s->sweep_contexts = {2};
+  s->sweep_fractions = {0.5};
+  s->sweep_calls = 4;
+  s->chunk_sizes = {8};
+  s->chunk_calls = 4;
+  s->depth_shape.clear();
 }
 
 Status RunReport(ReportSettings s) {
@@ -473,6 +286,7 @@ Status RunReport(ReportSettings s) {
   // (TinyStories text).
   LoadedModel synthetic;
   Engine* engine = small.engine.get();
+  const LlamaModel* model = small.model.get();
   std::vector<int32_t> corpus;
   size_t vocab = small.model->config().vocab_size;
   data.main_model = "stories260K";
@@ -485,6 +299,7 @@ Status RunReport(ReportSettings s) {
     mo.threads = s.threads;
     LLMS_ASSIGN_OR_RETURN(synthetic, LoadModel(mo));
     engine = synthetic.engine.get();
+    model = synthetic.model.get();
     vocab = synthetic.model->config().vocab_size;
     data.main_model = s.main_shape;
   }
@@ -493,19 +308,44 @@ Status RunReport(ReportSettings s) {
   const size_t accuracy_units =
       CompressionCases().size() *
       (s.quick ? 4 * 3 : accuracy_defaults.stories * accuracy_defaults.turns);
-  ProgressBar bar(plan.units + static_cast<double>(accuracy_units));
+  std::optional<Plan> depth_plan;
+  if (!s.depth_shape.empty()) {
+    const auto shape = FindSyntheticShape(s.depth_shape);
+    if (!shape) return Status::InvalidArgument("unknown synthetic shape '" + s.depth_shape + "'");
+    LLMS_ASSIGN_OR_RETURN(depth_plan, MakeDepthPlan(s, shape->vocab_size, s.depth_shape, &data));
+  }
+  // A full-depth token costs ~16x a 2-layer one.
+  const double depth_units = depth_plan ? 16 * depth_plan->units : 0;
+  ProgressBar bar(plan.units + depth_units + static_cast<double>(accuracy_units));
 
   Stopwatch step;
   {
-    Evaluation eval(s, engine, data.main_model, &data, &bar);
-    for (const Job& job : plan.jobs) {
-      LLMS_RETURN_IF_ERROR(eval.Run(job.group, plan.traces[job.trace], job.system, job.fraction,
-                                    job.flash, job.calls));
+    Evaluation eval(s, model, engine, data.main_model, &data, &bar);
+    const size_t largest_kv = HistoryKvBytesF16(*engine, plan.traces[plan.largest_trace]);
+    for (Job job : plan.jobs) {
+      if (job.of_largest) {
+        job.budget_bytes = static_cast<size_t>(job.fraction * static_cast<double>(largest_kv));
+      }
+      LLMS_RETURN_IF_ERROR(eval.Run(job, plan.traces[job.trace]));
     }
   }
   data.step_seconds.emplace_back("replay, " + data.main_model, step.Seconds());
-  synthetic.engine.reset();  // its memory back before the accuracy runs (engine first)
+  synthetic.engine.reset();  // its memory back before the next model (engine first)
   synthetic.model.reset();
+  if (depth_plan) {
+    step.Restart();
+    LLMS_ASSIGN_OR_RETURN(std::string path, SynthModel(s, s.depth_shape));
+    ModelOptions mo;
+    mo.model = path;
+    mo.threads = s.threads;
+    LLMS_ASSIGN_OR_RETURN(LoadedModel full, LoadModel(mo));
+    Evaluation eval(s, full.model.get(), full.engine.get(), s.depth_shape, &data, &bar);
+    for (const Job& job : depth_plan->jobs) {
+      LLMS_RETURN_IF_ERROR(eval.Run(job, depth_plan->traces[job.trace]));
+    }
+    data.depth_model = s.depth_shape;
+    data.step_seconds.emplace_back("replay, " + s.depth_shape, step.Seconds());
+  }
   step.Restart();
   LLMS_ASSIGN_OR_RETURN(data.accuracy, RunAccuracy(small.engine.get(), stories_text,
                                                    small.model->tokenizer(), s.quick, &bar, &data));
@@ -571,8 +411,30 @@ Runner AddReport(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--flash-sweep", s->flash_sweep, "the other classes of the flash-class sweep")
       ->capture_default_str();
+  cmd->add_option("--sweep-contexts", s->sweep_contexts,
+                  "active contexts of the contexts-under-a-limit sweep (with the largest headline "
+                  "size)")
+      ->capture_default_str();
+  cmd->add_option("--sweep-budgets", s->sweep_fractions,
+                  "budgets of that sweep, as fractions of the largest headline trace's f16 KV")
+      ->capture_default_str();
+  cmd->add_option("--sweep-calls", s->sweep_calls, "measured calls of that sweep")
+      ->capture_default_str();
+  cmd->add_option("--limits-ms", s->limits_ms, "time-to-ready limits of that sweep")
+      ->capture_default_str();
+  cmd->add_option("--chunk-sizes", s->chunk_sizes, "KV chunk sizes of the chunk-size sweep")
+      ->capture_default_str();
+  cmd->add_option("--chunk-calls", s->chunk_calls, "measured calls of the chunk-size sweep")
+      ->capture_default_str();
   cmd->add_option("--shaped-store-dir", s->shaped_store_dir,
                   "where the stores of shaped classes live (RAM, so the class sets their speed)")
+      ->capture_default_str();
+  cmd->add_option("--depth-shape", s->depth_shape,
+                  "synthetic shape of the full-depth headline cells (\"\": none)")
+      ->capture_default_str();
+  cmd->add_option("--depth-contexts", s->depth_contexts, "contexts of the full-depth trace")
+      ->capture_default_str();
+  cmd->add_option("--depth-calls", s->depth_calls, "measured calls of the full-depth trace")
       ->capture_default_str();
   cmd->add_flag("--quick", s->quick, "smoke run: stories260K only, tiny traces");
   return [s] {

@@ -53,6 +53,21 @@ struct ReportSettings {
   // Where stores of shaped classes live: RAM, so that the class's model and not this machine's
   // disk sets their time (native stores live under out_dir, on this disk).
   std::string shaped_store_dir = "/dev/shm";
+  // Active contexts under a latency limit: traces of fewer contexts than the largest headline
+  // size, at budgets fixed in bytes (fractions of the largest trace's f16 KV), checked against
+  // the paper's limits.
+  std::vector<size_t> sweep_contexts = {2, 4, 8};
+  std::vector<double> sweep_fractions = {1.0 / 16, 1.0 / 8};
+  size_t sweep_calls = 24;
+  std::vector<double> limits_ms = {10, 25};
+  // KV chunk sizes of the chunk-size sweep (tokens), on the smallest headline size.
+  std::vector<size_t> chunk_sizes = {8, 16, 32, 64};
+  size_t chunk_calls = 24;
+  // The headline cells at full depth (the whole 32-layer shape): one smaller Markov trace.
+  std::string depth_shape = "llama2-7b";  // "" : none
+  size_t depth_contexts = 4, depth_calls = 8;
+  size_t depth_history_min_tokens = 500, depth_history_max_tokens = 1000;
+  double depth_length_scale = 0.1;
   std::string studentlife_user = "u02";  // the user with the most rows
   bool quick = false;                    // a smoke run: stories260K only, tiny traces
 };
@@ -63,6 +78,7 @@ struct Cell {
   std::string model, pattern, flash, system;
   size_t contexts = 0;
   uint64_t seed = 0;
+  size_t chunk_tokens = 16;
   double budget_fraction = 0;  // of kv_f16_bytes
   size_t budget_bytes = 0;
   size_t kv_f16_bytes = 0;  // all contexts' histories at f16
@@ -82,6 +98,7 @@ struct TraceFile {
 struct ReportData {
   ReportSettings settings;
   std::string main_model;
+  std::string depth_model;                               // "" : no full-depth cells
   std::vector<std::pair<std::string, CostModel>> costs;  // by flash class
   std::vector<AccuracyRow> accuracy;
   size_t accuracy_stories = 0, accuracy_turns = 0, accuracy_turn_tokens = 0;

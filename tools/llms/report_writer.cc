@@ -192,8 +192,10 @@ void CellTable(std::ostringstream& md, const ReportData& d, const std::string& g
         "recomputed | decode slowdown |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Cell& c : d.cells) {
     if (c.group != group || c.system == kNoManager) continue;
-    md << "| " << c.pattern << "-" << c.contexts << " | " << Frac(c.budget_fraction) << " ("
-       << Mib(c.budget_bytes) << " MiB) | " << c.flash << " | " << c.system << " | ";
+    md << "| " << c.pattern << "-" << c.contexts
+       << (c.chunk_tokens != 16 ? ", chunk " + std::to_string(c.chunk_tokens) : "") << " | "
+       << Frac(c.budget_fraction) << " (" << Mib(c.budget_bytes) << " MiB) | " << c.flash << " | "
+       << c.system << " | ";
     if (!c.not_run.empty()) {
       md << c.not_run << " | | | | | | | |\n";
       continue;
@@ -214,6 +216,43 @@ void CellTable(std::ostringstream& md, const ReportData& d, const std::string& g
        << slowdown << " |\n";
   }
   md << "\n";
+}
+
+// The headline cells at full depth.
+void FullDepth(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  if (d.depth_model.empty()) return;
+  md << "## Headline cells at full depth (" << d.depth_model << ", 32 layers)\n\n"
+     << s.depth_contexts << " contexts with histories of " << s.depth_history_min_tokens << " to "
+     << s.depth_history_max_tokens << " tokens, " << s.depth_calls
+     << " measured calls (Markov), prompts at " << s.depth_length_scale
+     << " of the paper's lengths, " << s.generate_tokens << " tokens generated, " << s.flash
+     << " flash: 2 cores prefill the whole 7B shape at ~12 tokens/s, so this trace is smaller "
+        "than the 2-layer matrix's.\n\n";
+  const Cell* ours = nullptr;
+  for (const Cell& c : d.cells) {
+    if (c.group == "depth" && c.system == "llms" && c.budget_fraction == s.fixed_fraction)
+      ours = &c;
+  }
+  md << "| baseline | ready: theirs / ours ms | ours lower by | extra first token: theirs / ours "
+        "ms "
+        "| ours lower by |\n|---|---|---|---|---|\n";
+  for (const char* base : {"vllm-sq", "swap"}) {
+    const Cell* b = nullptr;
+    for (const Cell& c : d.cells) {
+      if (c.group == "depth" && c.system == base) b = &c;
+    }
+    if (!Ran(ours) || !Ran(b)) {
+      md << "| " << base << " | - | - | - | - |\n";
+      continue;
+    }
+    md << "| " << base << " | " << Ready(b) << " / " << Ready(ours) << " | "
+       << RatioText(RatioOf(b->summary.ready.mean, ours->summary.ready.mean)) << " | " << Paired(b)
+       << " / " << Paired(ours) << " | "
+       << RatioText(RatioOf(b->summary.paired_mean, ours->summary.paired_mean)) << " |\n";
+  }
+  md << "\n";
+  CellTable(md, d, "depth");
 }
 
 // Mean and 95% confidence half-width (Student's t) of `v`.
@@ -307,6 +346,115 @@ void Patterns(std::ostringstream& md, const ReportData& d) {
   md << "\n";
 }
 
+// The cell of `system` on the Markov trace of `contexts` at a budget of `bytes` (a sweep cell, or
+// the headline cell of the largest size).
+const Cell* AtBudget(const ReportData& d, size_t contexts, size_t bytes,
+                     const std::string& system) {
+  for (const Cell& c : d.cells) {
+    if ((c.group == "contexts" || c.group == "headline") && c.pattern == "markov" &&
+        c.contexts == contexts && c.budget_bytes == bytes && c.system == system &&
+        c.seed == d.settings.seed && c.flash == d.settings.flash) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+// The paper's Fig. 14: how many active contexts stay under a time-to-ready limit at a fixed
+// budget.
+std::string ContextsUnderLimits(std::ostringstream& md, const ReportData& d,
+                                const std::string& dir) {
+  const ReportSettings& s = d.settings;
+  std::vector<size_t> sizes = s.sweep_contexts;
+  const size_t largest = *std::max_element(s.contexts.begin(), s.contexts.end());
+  sizes.push_back(largest);
+  std::sort(sizes.begin(), sizes.end());
+  std::vector<size_t> budgets;  // bytes, from the sweep's cells
+  for (const Cell& c : d.cells) {
+    if (c.group == "contexts" &&
+        std::find(budgets.begin(), budgets.end(), c.budget_bytes) == budgets.end()) {
+      budgets.push_back(c.budget_bytes);
+    }
+  }
+  if (budgets.empty()) return "";
+  md << "## Active contexts under a time-to-ready limit\n\nMarkov traces of " << s.sweep_calls
+     << " calls (the " << largest << "-context cells are the headline's, " << s.calls
+     << " calls) at budgets fixed in bytes; the largest number of contexts whose mean time to "
+        "ready stays under each of the paper's limits (a size that did not run, or went over, "
+        "ends the count).\n\n| budget MiB | system";
+  for (double l : s.limits_ms) md << " | <= " << Fmt("%g", l) << " ms";
+  md << " | mean ready ms at";
+  for (size_t n : sizes) md << " " << n;
+  md << " |\n|---|---";
+  for (size_t i = 0; i <= s.limits_ms.size(); ++i) md << "|---";
+  md << "|\n";
+  std::ostringstream dat;
+  std::string plot = "plot ";
+  int index = 0;
+  for (size_t bytes : budgets) {
+    for (const char* sys : {"llms", "vllm-sq"}) {
+      std::vector<size_t> best(s.limits_ms.size(), 0);
+      std::vector<bool> stopped(s.limits_ms.size(), false);
+      std::string means;
+      dat << "# " << sys << " " << bytes << "\n";
+      for (size_t n : sizes) {
+        const Cell* c = AtBudget(d, n, bytes, sys);
+        means += ' ';
+        means += Ran(c) ? Ms(c->summary.ready.mean) : std::string("-");
+        if (Ran(c)) dat << n << ' ' << std::max(1e-2, c->summary.ready.mean * 1e3) << '\n';
+        for (size_t i = 0; i < s.limits_ms.size(); ++i) {
+          stopped[i] = stopped[i] || !Ran(c) || c->summary.ready.mean * 1e3 > s.limits_ms[i];
+          if (!stopped[i]) best[i] = n;
+        }
+      }
+      dat << "\n\n";
+      md << "| " << Mib(bytes) << " | " << sys;
+      for (size_t b : best) md << " | " << b;
+      md << " |" << means << " |\n";
+      if (index > 0) plot += ", ";
+      plot += "'sweep.dat' index " + std::to_string(index) + " with linespoints lw 2 dt ";
+      plot += std::string(sys) == "llms" ? "1" : "2";
+      plot += " title '" + std::string(sys) + ", " + Mib(bytes) + " MiB'";
+      ++index;
+    }
+  }
+  md << "\n";
+  for (double l : s.limits_ms) {
+    plot += ", " + Fmt("%g", l) + " with lines lc rgb 'gray' dt 3 title '" + Fmt("%g", l) +
+            " ms limit'";
+  }
+  WriteFile(dir + "/sweep.dat", dat.str());
+  WriteFile(dir + "/sweep.gp",
+            "set terminal svg size 760,420 font 'sans,12'\nset output 'sweep.svg'\n"
+            "set logscale y\nset xlabel 'active contexts'\nset ylabel 'mean time to ready (ms, "
+            "log)'\nset grid\nset key outside right\nset title 'Markov traces, fixed budgets'\n" +
+                plot + "\n");
+  return Plot(dir, "sweep.gp") ? "sweep.svg" : "";
+}
+
+void ChunkSizes(std::ostringstream& md, const ReportData& d) {
+  const ReportSettings& s = d.settings;
+  if (s.chunk_sizes.empty()) return;
+  md << "## Chunk size (" << *std::min_element(s.contexts.begin(), s.contexts.end())
+     << " contexts, budget " << Frac(s.fixed_fraction) << ", " << s.flash << ", first "
+     << s.chunk_calls
+     << " calls)\n\nMean time to ready / extra time to first token, ms; each size computes its "
+        "own histories (another layout).\n\n| chunk tokens | llms | vllm-sq | MiB read (llms) |\n"
+        "|---|---|---|---|\n";
+  for (size_t chunk : s.chunk_sizes) {
+    const Cell *o = nullptr, *b = nullptr;
+    for (const Cell& c : d.cells) {
+      if (c.group != "chunk" || c.chunk_tokens != chunk) continue;
+      if (c.system == "llms") o = &c;
+      if (c.system == "vllm-sq") b = &c;
+    }
+    md << "| " << chunk << " | " << Ready(o) << " / " << Paired(o) << " | " << Ready(b) << " / "
+       << Paired(b) << " | " << (Ran(o) ? Mib(o->summary.bytes_read) : "-") << " |\n";
+  }
+  md << "\n";
+  CellTable(md, d, "chunk");
+}
+
 void Accuracy(std::ostringstream& md, const ReportData& d, const std::string& figure) {
   md << "## Accuracy under KV compression (stories260K)\n\n"
      << d.accuracy_stories << " TinyStories contexts x " << d.accuracy_turns << " turns of "
@@ -389,6 +537,7 @@ Status WriteReport(const ReportData& d) {
         "Means over switched calls. Decode slowdown is against the `none` run (every context "
         "resident at f16).\n\n";
   CellTable(md, d, "headline");
+  FullDepth(md, d);
   Repetitions(md, d);
   FlashSweep(md, d);
   CellTable(md, d, "flash");
@@ -402,6 +551,9 @@ Status WriteReport(const ReportData& d) {
   CellTable(md, d, "ablation");
   Patterns(md, d);
   CellTable(md, d, "pattern");
+  const std::string f3 = ContextsUnderLimits(md, d, dir);
+  if (!f3.empty()) md << "![contexts under a limit](" << f3 << ")\n\n";
+  ChunkSizes(md, d);
   Accuracy(md, d, AccuracyFigure(d, dir));
 
   md << "## Traces\n\nSaved under `traces/` (format: `docs/trace_format.md`); the digest "
