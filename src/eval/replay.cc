@@ -109,7 +109,9 @@ Status CheckTrace(const Engine& engine, const Trace& trace) {
   return Status::Ok();
 }
 
-RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>& calls) {
+}  // namespace
+
+RunSummary SummarizeCalls(const std::string& system, const std::vector<CallRecord>& calls) {
   RunSummary s;
   s.system = system;
   std::vector<double> switches, ready, paired;
@@ -156,8 +158,6 @@ RunSummary SummarizeRun(const std::string& system, const std::vector<CallRecord>
   return s;
 }
 
-}  // namespace
-
 Percentiles Summarize(std::vector<double> v) {
   Percentiles p;
   if (v.empty()) return p;
@@ -191,7 +191,7 @@ Status ApplyResidentReference(const ReplayResult& reference, ReplayResult* resul
     }
     c.paired_seconds = std::max(0.0, c.stats.first_token_seconds - r.stats.first_token_seconds);
   }
-  result->summary = SummarizeRun(result->summary.system, result->calls);
+  result->summary = SummarizeCalls(result->summary.system, result->calls);
   return Status::Ok();
 }
 
@@ -213,6 +213,13 @@ size_t HistoryKvBytesF16(const Engine& engine, const Trace& trace) {
 
 StatusOr<ReplayHistories> BuildHistories(Engine* engine, const Trace& trace) {
   LLMS_RETURN_IF_ERROR(CheckTrace(*engine, trace));
+  for (const TraceCall& call : trace.calls) {
+    if (call.warmup && call.max_tokens > 0) {
+      return Status::InvalidArgument(
+          "replay: histories need warm-up calls that generate nothing (the text would depend on "
+          "the run)");
+    }
+  }
   const Stopwatch timer;
   ResidentRunner runner(engine);
   std::vector<uint64_t> ids;
@@ -232,6 +239,8 @@ StatusOr<ReplayHistories> BuildHistories(Engine* engine, const Trace& trace) {
   h.seconds = timer.Seconds();
   return h;
 }
+
+namespace {
 
 // The histories (their first trace.contexts) must be what the trace's warm-up calls make.
 Status CheckHistories(const Trace& trace, const ReplayHistories& h) {
@@ -254,6 +263,8 @@ Status CheckHistories(const Trace& trace, const ReplayHistories& h) {
   }
   return Status::Ok();
 }
+
+}  // namespace
 
 StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOptions& o) {
   LLMS_RETURN_IF_ERROR(CheckTrace(*engine, trace));
@@ -341,7 +352,7 @@ StatusOr<ReplayResult> Replay(Engine* engine, const Trace& trace, const ReplayOp
   runner.reset();  // the manager before the store it writes to
   store.reset();
   if (!o.store_dir.empty()) fs::remove_all(o.store_dir, ec);
-  result.summary = SummarizeRun(o.system, result.calls);
+  result.summary = SummarizeCalls(o.system, result.calls);
   return result;
 }
 

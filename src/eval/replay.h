@@ -103,9 +103,12 @@ struct RunSummary {
   double prefill_seconds_per_token = 0;
   // Over the calls that switched context: mean seconds of restore_seconds' parts (CallStats).
   double read_seconds = 0, write_seconds = 0, recompute_seconds = 0, other_seconds = 0;
-  double wall_seconds = 0;    // every call including warm-up
+  double wall_seconds = 0;    // every call run, warm-up included (adopted ones take none)
   double queued_seconds = 0;  // virtual time calls waited for a previous call (0: gaps suffice)
 };
+
+// The summary of `calls` (the measured ones), as Replay gives it.
+RunSummary SummarizeCalls(const std::string& system, const std::vector<CallRecord>& calls);
 
 struct ReplayResult {
   RunSummary summary;

@@ -63,7 +63,7 @@ struct TraceOptions {
   // Above warmup_tokens: each context's history has a length drawn uniformly from
   // [warmup_tokens, history_max_tokens] instead (the paper's contexts: ~500 to 2,000 tokens).
   size_t history_max_tokens = 0;
-  uint32_t max_tokens = 4;     // tokens generated per measured call
+  uint32_t max_tokens = 4;  // tokens generated per measured call
   // Markov: P(recency rank r) proportional to markov_decay^r (rank 0 = the last context called).
   double markov_decay = 0.6;
   uint64_t seed = 1;

@@ -5,22 +5,6 @@
 namespace llms {
 namespace {
 
-// Marks a step of some session as running; a second one at the same time is refused.
-class StepGuard {
- public:
-  explicit StepGuard(std::atomic<bool>* flag) : flag_(flag), held_(!flag->exchange(true)) {}
-  ~StepGuard() {
-    if (held_) flag_->store(false);
-  }
-  StepGuard(const StepGuard&) = delete;
-  StepGuard& operator=(const StepGuard&) = delete;
-  bool held() const { return held_; }
-
- private:
-  std::atomic<bool>* flag_;
-  bool held_;
-};
-
 Status AnotherCallRuns() { return Status::Unavailable("another call is running"); }
 
 void Append(GenerateResult* total, GenerateResult&& step) {
@@ -144,19 +128,16 @@ StatusOr<GenerateResult> CallSession::Step(const std::function<bool(std::string_
   const std::span<const int32_t> piece = std::span(prompt_).subspan(prompt_done_, take);
   StatusOr<GenerateResult> r = GenerateResult{};
   if (steps_ == 0) {
-    double setup = 0, first_prefill = 0, setup_writes = 0;
+    FirstPass first;
     do {  // the first step carries the restore; once more if stored chunks failed their reads
       g.prefill.recompute_chunks = restorer_->recompute();
       g.prefill.before_layer = restorer_->BeforeLayer(ctx_->cache.get());
-      setup = call_.Seconds();
-      setup_writes = m_->writer_ != nullptr ? m_->writer_->call_write_seconds() : 0.0;
-      r = RunPieces(piece, g, on_text, &first_prefill);
+      r = RunPieces(piece, g, on_text, &first);
       restorer_->Finish();
     } while (!r.ok() && RetryAfterFailedReads());
-    if (r.ok()) RecordFirstStep(*r, setup, setup_writes, first_prefill);
+    if (r.ok()) RecordFirstStep(*r, first);
   } else {
-    double unused = 0;
-    r = RunPieces(piece, g, on_text, &unused);
+    r = RunPieces(piece, g, on_text, nullptr);
   }
   if (!r.ok()) {
     Abort();
@@ -177,10 +158,11 @@ StatusOr<GenerateResult> CallSession::Step(const std::function<bool(std::string_
 // pass so that nothing is written while it runs; the last pass generates.
 StatusOr<GenerateResult> CallSession::RunPieces(
     std::span<const int32_t> piece, const GenerateOptions& g,
-    const std::function<bool(std::string_view)>& on_text, double* first_prefill) {
+    const std::function<bool(std::string_view)>& on_text, FirstPass* first) {
   const std::vector<size_t> pieces = PromptPieces(piece.size());
   GenerateResult total;
   size_t done = 0;
+  double between = 0;  // making room and compressing between the pieces
   for (size_t k = 0; k < pieces.size(); ++k) {
     const bool last = k + 1 == pieces.size();
     GenerateOptions gk = g;
@@ -194,18 +176,32 @@ StatusOr<GenerateResult> CallSession::RunPieces(
     const size_t decode = std::min(gk.max_tokens - std::min(gk.max_tokens, generated),
                                    gk.yield_after == 0 ? SIZE_MAX : gk.yield_after);
     const size_t pending = ctx_->tokens.size() - ctx_->cache->num_tokens();
+    const double room_start = call_.Seconds();
     (void)m_->MakeRoom(PassBytes(pending + pieces[k] + decode, gk.prefill.recompute_chunks.size()));
+    if (k > 0) between += call_.Seconds() - room_start;
+    if (k == 0 && first != nullptr) {  // the room made for it counts before its pass
+      first->start = call_.Seconds();
+      first->writes = m_->writer_ != nullptr ? m_->writer_->call_write_seconds() : 0.0;
+    }
     m_->in_pass_ = true;
     StatusOr<GenerateResult> r =
         Generate(m_->engine_, ctx_->cache.get(), &ctx_->tokens, piece.subspan(done, pieces[k]), gk,
                  last ? on_text : nullptr);
     m_->in_pass_ = false;
     if (!r.ok()) return r.status();
-    if (k == 0) *first_prefill = r->prefill_seconds;
+    if (k == 0 && first != nullptr) {
+      first->prefill = r->prefill_seconds;
+      first->rows = r->prompt_tokens;
+    }
     done += pieces[k];
     Append(&total, std::move(r).value());
-    if (!last) AfterPass();  // compress the finished chunks before the next piece
+    if (!last) {  // compress the finished chunks before the next piece
+      const double compress_start = call_.Seconds();
+      AfterPass();
+      between += call_.Seconds() - compress_start;
+    }
   }
+  if (first != nullptr) first->between = between;
   return total;
 }
 
@@ -267,10 +263,12 @@ void CallSession::AfterPass() {
   m_->AfterPass(ctx_);
 }
 
-void CallSession::RecordFirstStep(const GenerateResult& r, double setup, double setup_writes,
-                                  double first_prefill) {
+void CallSession::RecordFirstStep(const GenerateResult& r, const FirstPass& first) {
   const size_t T = ctx_->cache->chunk_tokens(), old_kv = begin_kv_;
-  stats_.first_token_seconds = setup + r.prefill_seconds;
+  // Everything until the first token: the passes, and the room made and the compression between
+  // prompt pieces (the manager's clock times the rest, the engine's the passes).
+  stats_.first_token_seconds = first.start + r.prefill_seconds + first.between;
+  const double setup = first.start;
   // Ready: every old chunk present. Loaded ones arrive with the reads; recomputed ones with the
   // end of the first pass.
   stats_.ready_seconds = restorer_->ready_seconds();
@@ -282,13 +280,13 @@ void CallSession::RecordFirstStep(const GenerateResult& r, double setup, double 
   for (size_t c : restorer_->recompute())
     recomputed_rows += std::min(T, old_kv - std::min(old_kv, c * T));
   const double io_wait = restorer_->io_wait_seconds();
-  const double compute = std::max(0.0, first_prefill - io_wait);
-  stats_.recompute_seconds =
-      compute * static_cast<double>(recomputed_rows) /
-      static_cast<double>(std::max<size_t>(1, recomputed_rows + r.prompt_tokens));
+  // The recomputed rows' share of the first pass, whose other rows are its prompt piece's.
+  const double compute = std::max(0.0, first.prefill - io_wait);
+  stats_.recompute_seconds = compute * static_cast<double>(recomputed_rows) /
+                             static_cast<double>(std::max<size_t>(1, recomputed_rows + first.rows));
   stats_.restore_seconds = setup + io_wait + stats_.recompute_seconds;
   stats_.read_seconds = restorer_->bulk_read_seconds() + io_wait;
-  stats_.write_seconds = setup_writes;
+  stats_.write_seconds = first.writes;
   stats_.other_seconds = std::max(0.0, stats_.restore_seconds - stats_.read_seconds -
                                            stats_.write_seconds - stats_.recompute_seconds);
   // An estimate (the cost model's time for the same rows on a resident context), so it is

@@ -58,16 +58,21 @@ class CallSession {
  private:
   Status Admit();
   void PlanRestore();
+  // The first pass of a call: when it started (after the room for it was made), the seconds of
+  // writes until then, its compute and its prompt rows; and the seconds spent between the
+  // call's prompt pieces (making room, compressing).
+  struct FirstPass {
+    double start = 0, writes = 0, prefill = 0, between = 0;
+    size_t rows = 0;
+  };
+  // `first`: filled for the call's first pass (null on later steps).
   StatusOr<GenerateResult> RunPieces(std::span<const int32_t> piece, const GenerateOptions& g,
                                      const std::function<bool(std::string_view)>& on_text,
-                                     double* first_prefill);
+                                     FirstPass* first);
   std::vector<size_t> PromptPieces(size_t prompt_size) const;
   size_t PassBytes(size_t new_rows, size_t recomputed) const;
   void AfterPass();
-  // `setup`: seconds from the call's start to its first pass; `setup_writes`: of them, writing
-  // victims.
-  void RecordFirstStep(const GenerateResult& r, double setup, double setup_writes,
-                       double first_prefill);
+  void RecordFirstStep(const GenerateResult& r, const FirstPass& first);
   bool RetryAfterFailedReads();
   void Abort();
 

@@ -78,44 +78,59 @@ StatusOr<uint64_t> KvManager::CreateContext(const std::string& app, std::span<co
   return ctx->id;
 }
 
-StatusOr<uint64_t> KvManager::AdoptContext(const std::string& app, std::span<const int32_t> tokens,
-                                           const KvCache& kv) {
-  const KvLayout& L = engine_->kv_layout();
-  if (kv.num_tokens() != tokens.size() || kv.num_layers() != engine_->config().n_layers ||
-      kv.chunk_tokens() != L.chunk_tokens) {
-    return Status::InvalidArgument("adopt: KV of " + std::to_string(kv.num_tokens()) + " tokens, " +
-                                   std::to_string(kv.num_layers()) + " layers, chunks of " +
-                                   std::to_string(kv.chunk_tokens()) +
-                                   " tokens does not fit a text of " +
-                                   std::to_string(tokens.size()) + " tokens on a model of " +
-                                   std::to_string(engine_->config().n_layers) +
-                                   " layers with chunks of " + std::to_string(L.chunk_tokens));
+// Why `kv` cannot be adopted as the KV of `tokens` on this engine, or "".
+std::string KvManager::AdoptionMismatch(std::span<const int32_t> tokens, const KvCache& kv) const {
+  const KvLayout &L = engine_->kv_layout(), &K = kv.layout();
+  if (K.kv_heads != L.kv_heads || K.head_dim != L.head_dim || K.chunk_tokens != L.chunk_tokens ||
+      kv.num_layers() != engine_->config().n_layers) {
+    return "KV of " + std::to_string(kv.num_layers()) + " layers, " + std::to_string(K.kv_heads) +
+           " heads of " + std::to_string(K.head_dim) + " in chunks of " +
+           std::to_string(K.chunk_tokens) + " tokens is not this model's (" +
+           std::to_string(engine_->config().n_layers) + " layers, " + std::to_string(L.kv_heads) +
+           " heads of " + std::to_string(L.head_dim) + ", chunks of " +
+           std::to_string(L.chunk_tokens) + ")";
+  }
+  if (kv.num_tokens() != tokens.size()) {
+    return "KV of " + std::to_string(kv.num_tokens()) + " tokens for a text of " +
+           std::to_string(tokens.size());
   }
   for (size_t i = 0; i < kv.num_chunks(); ++i) {
-    if (kv.chunk(i) == nullptr) {
-      return Status::InvalidArgument("adopt: chunk " + std::to_string(i) + " is not resident");
-    }
+    const KvChunk* c = kv.chunk(i);
+    bool whole = c != nullptr && c->level() == KvLevel::kF16;
+    for (size_t l = 0; whole && l < c->num_layers(); ++l) whole = c->layer_present(l);
+    if (!whole) return "chunk " + std::to_string(i) + " is not resident at f16 in every layer";
   }
-  LLMS_ASSIGN_OR_RETURN(uint64_t id, CreateContext(app, tokens));
+  return "";
+}
+
+StatusOr<uint64_t> KvManager::AdoptContext(const std::string& app, std::span<const int32_t> tokens,
+                                           const KvCache& kv) {
+  if (const std::string why = AdoptionMismatch(tokens, kv); !why.empty()) {
+    return Status::InvalidArgument("adopt: " + why);
+  }
+  StepGuard guard(&stepping_);  // no pass runs meanwhile: adoption writes and evicts as it goes
+  if (!guard.held()) return Status::Unavailable("another call is running");
   Context* ctx = nullptr;
   {
     MutexLock lock(&mu_);
-    ctx = table_.FindById(id);
+    LLMS_ASSIGN_OR_RETURN(ctx, table_.Create(app, tokens, "native", options_.clock->UnixMillis()));
     ctx->locked_info = table_.Info(*ctx);
     ctx->locked_tokens = ctx->tokens;
     ctx->locked = true;  // eviction leaves it alone while it fills
   }
-  // In pieces of at most a quarter of the budget at the source's size, compressed after each, as
-  // a call's prompt pieces are (call_session.cc), so that a history larger than the budget at f16
-  // can still be adopted by a policy that compresses it.
-  const size_t T = L.chunk_tokens, n = kv.num_chunks();
-  const size_t chunk_bytes = n > 0 ? std::max<size_t>(1, kv.chunk(0)->bytes()) : 1;
-  const size_t piece = std::max<size_t>(1, budget_.limit() / 4 / chunk_bytes);
+  const uint64_t id = ctx->id;
+  // In pieces compressed after each, sized as a call's prompt pieces are (call_session.cc): at
+  // most a quarter of the budget and half of what this context leaves free, so that a history
+  // larger than the budget at f16 can be adopted by a policy that compresses it.
+  const size_t T = kv.chunk_tokens(), n = kv.num_chunks();
   Status status = Status::Ok();
-  for (size_t begin = 0; begin < n && status.ok(); begin += piece) {
-    const size_t end = std::min(n, begin + piece);
-    size_t bytes = 0;
-    for (size_t i = begin; i < end; ++i) bytes += kv.chunk(i)->bytes();
+  for (size_t begin = 0; begin < n && status.ok();) {
+    const size_t limit = budget_.limit(), own = ctx->cache->ResidentBytes();
+    const size_t room = std::min(limit / 4, (limit > own ? limit - own : 0) / 2);
+    size_t end = begin, bytes = 0;
+    while (end < n && (end == begin || bytes + kv.chunk(end)->bytes() <= room)) {
+      bytes += kv.chunk(end++)->bytes();
+    }
     (void)MakeRoom(bytes);
     for (size_t i = begin; i < end && status.ok(); ++i) {
       StatusOr<std::unique_ptr<KvChunk>> copy = kv.chunk(i)->Clone(this);
@@ -126,6 +141,7 @@ StatusOr<uint64_t> KvManager::AdoptContext(const std::string& app, std::span<con
     }
     MutexLock lock(&mu_);
     AfterPass(ctx);
+    begin = end;
   }
   if (status.ok() && store_ != nullptr) {
     status = store_->UpdateContext(id, ctx->tokens, ctx->cache->num_tokens());

@@ -36,6 +36,23 @@ namespace llms {
 
 class CallSession;
 
+// Marks a step (of a call, or an adoption) as running for as long as it lives; a second one at
+// the same time is refused (held() is false).
+class StepGuard {
+ public:
+  explicit StepGuard(std::atomic<bool>* flag) : flag_(flag), held_(!flag->exchange(true)) {}
+  ~StepGuard() {
+    if (held_) flag_->store(false);
+  }
+  StepGuard(const StepGuard&) = delete;
+  StepGuard& operator=(const StepGuard&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  std::atomic<bool>* flag_;
+  bool held_;
+};
+
 struct KvManagerOptions {
   size_t budget_bytes = size_t{256} << 20;  // resident KV of all contexts together
   Policy policy = Policy::Llms();
@@ -110,11 +127,12 @@ class KvManager : private KvChunkAllocator {
   // `origin` is kept with the context ("native" or "http": the HTTP API may retire its own).
   StatusOr<uint64_t> CreateContext(const std::string& app, std::span<const int32_t> prefix,
                                    const std::string& origin = "native");
-  // A new context whose text is `tokens` and whose KV is a copy of `kv` (its resident chunks,
-  // with their attention statistics), left as a call that computed it would leave it: compressed,
-  // queued for writing, other contexts evicted to make room. A trace replay computes each history
-  // once and starts every system from it. InvalidArgument when `kv` does not match the model or
-  // the text; the budget's and the store's errors (the context is then deleted).
+  // A new context whose text is `tokens` and whose KV is a copy of `kv` (f16 chunks with their
+  // attention statistics, as a resident run computes them), left as a call that computed it
+  // would leave it: compressed, queued for writing, other contexts evicted to make room. A trace
+  // replay computes each history once and starts every system from it. InvalidArgument when
+  // `kv` is not this model's layout or not the text's; Unavailable while a call steps; the
+  // budget's and the store's errors (the context is then deleted).
   StatusOr<uint64_t> AdoptContext(const std::string& app, std::span<const int32_t> tokens,
                                   const KvCache& kv);
   // NotFound for an unknown id or one owned by another app (the same message either way);
@@ -167,6 +185,23 @@ class KvManager : private KvChunkAllocator {
 
  private:
   friend class CallSession;
+
+  // Marks a step (of a call, or an adoption) as running for as long as it lives; a second one at
+  // the same time is refused (held() is false).
+  class StepGuard {
+   public:
+    explicit StepGuard(std::atomic<bool>* flag) : flag_(flag), held_(!flag->exchange(true)) {}
+    ~StepGuard() {
+      if (held_) flag_->store(false);
+    }
+    StepGuard(const StepGuard&) = delete;
+    StepGuard& operator=(const StepGuard&) = delete;
+    bool held() const { return held_; }
+
+   private:
+    std::atomic<bool>* flag_;
+    bool held_;
+  };
   struct Passkey {};  // only Open constructs managers
 
  public:
@@ -194,6 +229,7 @@ class KvManager : private KvChunkAllocator {
   WriteJob MakeWriteJob(const Context& ctx, size_t index) REQUIRES(mu_);
   void QueueWrites(Context* ctx) REQUIRES(mu_);
   void Touch(Context* ctx, size_t index) REQUIRES(mu_);
+  std::string AdoptionMismatch(std::span<const int32_t> tokens, const KvCache& kv) const;
   // After a pass over a locked context: densities refreshed, changed chunks dirty, compressed.
   void AfterPass(Context* ctx) REQUIRES(mu_);
   // The end of a call whose text is committed: dated, unlocked, its changed chunks queued.

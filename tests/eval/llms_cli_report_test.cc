@@ -1,6 +1,6 @@
 // `llms report --quick` (scripts/report's smoke run) end to end: every section of the report is
-// written, every cell is either measured or says why not, and the per-call records of different
-// cells never share a file name. No number is asserted (the machine is shared).
+// written, a cell that cannot run says why, and the per-call records are named by budget and chunk
+// size, one file per measured cell. No number is asserted (the machine is shared).
 #include <filesystem>
 #include <fstream>
 #include <sstream>

@@ -186,6 +186,17 @@ TEST_F(KvManagerTest, AnAdoptedContextContinuesAsItsSourceWould) {
   const std::vector<int32_t> shorter(history.begin(), history.end() - 1);
   EXPECT_EQ(manager_->AdoptContext(kApp, shorter, *source).status().code(),
             StatusCode::kInvalidArgument);
+  // KV of another layout (chunks of 32 tokens) is refused, not read with this model's.
+  auto other = Engine::Create(model_.get(), EngineOptions{1, 32});
+  ASSERT_OK(other);
+  std::unique_ptr<KvCache> wide = (*other)->NewCache(nullptr);
+  std::vector<int32_t> wide_tokens;
+  g.max_tokens = 0;
+  ASSERT_OK(Generate(other->get(), wide.get(), &wide_tokens, history, g, nullptr));
+  auto refused = manager_->AdoptContext(kApp, history, *wide);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("chunks of 32"), std::string::npos)
+      << refused.status().ToString();
 }
 
 TEST_F(KvManagerTest, BudgetIsNeverExceeded) {

@@ -137,12 +137,20 @@ StatusOr<Plan> MakePlan(const ReportSettings& s, const std::vector<AppSwitch>& s
   // histories serve every smaller one (a TinyStories corpus draws them differently).
   const bool shared = corpus.empty();
   size_t largest_trace = 0, small_trace = 0;
+  std::map<size_t, size_t> markov_traces;  // by contexts: the headline's, reused by the sweep
   for (size_t n : sizes) {
     LLMS_ASSIGN_OR_RETURN(size_t t, add_trace(markov(n, s.seed), !shared || n == sizes.front()));
+    markov_traces[n] = t;
     if (n == sizes.front()) largest_trace = t;
     if (n == small) small_trace = t;
     add("headline", t, kNoManager, fixed, s.flash, 0);
-    for (double f : s.budget_fractions) {
+    std::vector<double> fractions = s.budget_fractions;
+    // The flash, ablation, pattern and repetition tables compare with the headline cell at the
+    // fixed budget.
+    if (n == small && std::find(fractions.begin(), fractions.end(), fixed) == fractions.end()) {
+      fractions.push_back(fixed);
+    }
+    for (double f : fractions) {
       for (const char* sys : {"llms", "vllm-sq", "swap"}) add("headline", t, sys, f, s.flash, 0);
       add("headline", t, "lmk", f, s.flash, s.slow_calls);
     }
@@ -173,7 +181,13 @@ StatusOr<Plan> MakePlan(const ReportSettings& s, const std::vector<AppSwitch>& s
   // trace's KV (RunReport sets the bytes); fewer contexts. The largest size's are headline cells.
   plan.largest_trace = largest_trace;
   for (size_t n : s.sweep_contexts) {
-    LLMS_ASSIGN_OR_RETURN(size_t st, add_trace(markov(n, s.seed), !shared));
+    size_t st = 0;
+    if (auto it = markov_traces.find(n); it != markov_traces.end()) {
+      st = it->second;
+    } else {
+      LLMS_ASSIGN_OR_RETURN(st, add_trace(markov(n, s.seed), !shared));
+      markov_traces[n] = st;
+    }
     for (double f : s.sweep_fractions) {
       for (const char* sys : {"llms", "vllm-sq"}) {
         add("contexts", st, sys, f, s.flash, s.sweep_calls);
@@ -181,10 +195,13 @@ StatusOr<Plan> MakePlan(const ReportSettings& s, const std::vector<AppSwitch>& s
       }
     }
   }
-  // Chunk sizes: another size needs histories of its own (another layout).
-  for (size_t chunk : s.chunk_sizes) {
+  // Chunk sizes: another size needs histories of its own (another layout), and a run without a
+  // manager of its own to pair with. 16 first: it still has the headline's histories.
+  std::vector<size_t> chunks = s.chunk_sizes;
+  std::stable_partition(chunks.begin(), chunks.end(), [](size_t c) { return c == 16; });
+  for (size_t chunk : chunks) {
     if (chunk != 16) plan.units += TraceUnits(plan.traces[small_trace], true);
-    for (const char* sys : {"llms", "vllm-sq"}) {
+    for (const char* sys : {kNoManager, "llms", "vllm-sq"}) {
       add("chunk", small_trace, sys, fixed, s.flash, s.chunk_calls, chunk);
     }
   }

@@ -86,6 +86,9 @@ struct Cell {
   // run failed (with its error). Empty: it ran.
   std::string not_run;
   RunSummary summary;
+  // Ours on the headline: the summary of the first `slow_calls` measured calls too, to compare
+  // with LMK's shorter run on the same calls.
+  RunSummary slow_prefix;
 };
 
 struct TraceFile {

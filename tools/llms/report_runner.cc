@@ -196,7 +196,8 @@ Status Evaluation::Run(const Job& job, const Trace& full) {
     if (!c.warmup) bar_->Add(static_cast<double>(c.prompt.size() + c.max_tokens), label);
   };
   StatusOr<ReplayResult> r = Replay(engine, trace, ro);
-  const std::string key = trace.name + "/" + std::to_string(trace.seed);
+  const std::string key =
+      trace.name + "/" + std::to_string(trace.seed) + "/chunk" + std::to_string(job.chunk_tokens);
   if (r.ok() && job.system == kNoManager) references_[key] = *r;
   if (r.ok() && job.system != kNoManager && references_.count(key)) {
     Status applied = ApplyResidentReference(references_[key], &*r);
@@ -210,6 +211,11 @@ Status Evaluation::Run(const Job& job, const Trace& full) {
   }
   WriteCsv(cell, trace, *r);
   cell.summary = r->summary;
+  if (job.group == "headline" && job.system == "llms") {
+    const size_t end = std::min(r->calls.size(), trace.contexts + s_.slow_calls);
+    cell.slow_prefix = SummarizeCalls(
+        job.system, std::vector<CallRecord>(r->calls.begin(), r->calls.begin() + end));
+  }
   data_->cells.push_back(std::move(cell));
   return Status::Ok();
 }

@@ -91,7 +91,7 @@ class Evaluation {
   std::map<std::string, Flash> flash_;  // by class and chunk size
   std::unique_ptr<ReplayHistories> histories_;
   const Engine* histories_engine_ = nullptr;
-  std::map<std::string, ReplayResult> references_;  // `none` runs by trace name and seed
+  std::map<std::string, ReplayResult> references_;  // `none` runs by trace, seed and chunk size
 };
 
 }  // namespace llms::cli
