@@ -4,8 +4,9 @@ set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.85 border -1
 set logscale y
-set key top left
-set ylabel 'mean switch latency (ms, log)'
+set key top right
+set xlabel 'KV budget (of all contexts'' f16 KV)'
+set ylabel 'mean time to ready (ms, log)'
 set grid ytics
-set title 'tinyllama, 8 contexts, budget = 0.25 of their f16 KV'
+set title 'llama2-7b-2l, Markov, 8 contexts, ufs flash'
 plot 'latency.dat' using 2:xtic(1) title columnhead, '' using 3 title columnhead, '' using 4 title columnhead, '' using 5 title columnhead

@@ -185,23 +185,6 @@ class KvManager : private KvChunkAllocator {
 
  private:
   friend class CallSession;
-
-  // Marks a step (of a call, or an adoption) as running for as long as it lives; a second one at
-  // the same time is refused (held() is false).
-  class StepGuard {
-   public:
-    explicit StepGuard(std::atomic<bool>* flag) : flag_(flag), held_(!flag->exchange(true)) {}
-    ~StepGuard() {
-      if (held_) flag_->store(false);
-    }
-    StepGuard(const StepGuard&) = delete;
-    StepGuard& operator=(const StepGuard&) = delete;
-    bool held() const { return held_; }
-
-   private:
-    std::atomic<bool>* flag_;
-    bool held_;
-  };
   struct Passkey {};  // only Open constructs managers
 
  public:
